@@ -1,0 +1,258 @@
+"""The one settings object of heartrisk-stream.
+
+Every setting has a default, an environment variable (``HEARTRISK_...``) and a
+command-line flag. Precedence: flag > environment > default. This is the only
+module that reads the environment. Secrets (Kafka SASL passwords, registry
+credentials) are redacted whenever settings are rendered for people.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import re
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from stream.errors import ConfigError
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+InputFormat = Literal["json"]
+SECRET_HINTS = ("password", "secret", "jaas", "token", "credential", "key.password")
+REDACTED = "***"
+
+
+def _parse_kv(text: str) -> dict[str, str]:
+    """Parse ``k=v,k2=v2`` (or newline-separated) into a dict."""
+    out: dict[str, str] = {}
+    for part in re.split(r"[,\n]", text):
+        part = part.strip()
+        if not part:
+            continue
+        if "=" not in part:
+            msg = f"expected key=value, got {part!r}"
+            raise ConfigError(msg)
+        k, v = part.split("=", 1)
+        out[k.strip()] = v.strip()
+    return out
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value <= 0:
+        msg = f"must be a positive integer, got {text!r}"
+        raise ValueError(msg)
+    return value
+
+
+def _port(text: str) -> int:
+    value = int(text)
+    if not 1 <= value <= 65535:
+        msg = f"must be a TCP port (1-65535), got {text!r}"
+        raise ValueError(msg)
+    return value
+
+
+@dataclass(frozen=True)
+class Spec:
+    """How one setting is named, parsed and documented."""
+
+    name: str
+    default: Any
+    help: str
+    parse: Callable[[str], Any] = str
+    secret: bool = False
+    metavar: str | None = None
+
+    @property
+    def env(self) -> str:
+        """The environment variable that sets it."""
+        return "HEARTRISK_" + self.name.upper()
+
+    @property
+    def flag(self) -> str:
+        """The command-line flag that sets it."""
+        return "--" + self.name.replace("_", "-")
+
+
+SPECS: dict[str, Spec] = {
+    s.name: s
+    for s in [
+        # Kafka, for every command that talks to a broker.
+        Spec("bootstrap_servers", "localhost:9092", "Kafka bootstrap servers (host:port,...)"),
+        Spec("input_topic", "patient-events", "topic the EHR systems publish patient events to"),
+        Spec("output_topic", "risk-predictions", "topic the risk predictions are written to"),
+        Spec("dlq_topic", "patient-events-dlq", "dead-letter topic for rejected events"),
+        Spec("partitions", 3, "partitions per topic when creating topics", _positive_int),
+        Spec(
+            "kafka_options",
+            {},
+            "extra Kafka client options, k=v,k2=v2 (e.g. security.protocol=SASL_SSL); "
+            "passed to Spark as kafka.<k> and to confluent-kafka as is",
+            _parse_kv,
+            secret=True,
+            metavar="K=V,...",
+        ),
+        # The local single-node KRaft broker (`heartrisk kafka ...`).
+        Spec("kafka_port", 9092, "port of the local broker's client listener", _port),
+        Spec("kafka_controller_port", 9093, "port of the local broker's KRaft controller", _port),
+        Spec("kafka_state_dir", ".kafka-local", "directory for the local broker's data and logs"),
+        Spec("kafka_heap", "1g", "Java heap of the local broker (-Xmx)"),
+        Spec("jvm_dir", ".jvm", "where `make setup` put the Maven-resolved jars"),
+        # The model.
+        Spec("model_dir", "models/heart_lr", "model directory: a version dir, or its parent with a CURRENT pointer"),
+        Spec("data_file", "data/heart_disease.csv", "the Cleveland data set in event field names"),
+        # The scorer.
+        Spec("query_name", "heartrisk-scorer", "streaming query name; also its checkpoint folder name"),
+        Spec("checkpoint_dir", "checkpoints", "parent of the checkpoint folders (any Hadoop path)"),
+        Spec("trigger", "processing-time=1s", "processing-time=<duration> | available-now"),
+        Spec(
+            "max_offsets_per_trigger",
+            200_000,
+            "cap on events read per micro-batch",
+            _positive_int,
+        ),
+        Spec("starting_offsets", "earliest", "where a new query starts: earliest | latest | JSON"),
+        Spec("spark_master", "local[*]", "Spark master URL"),
+        Spec("spark_driver_memory", "1g", "Spark driver memory"),
+        Spec("shuffle_partitions", 4, "spark.sql.shuffle.partitions", _positive_int),
+        Spec("log_level", "INFO", "log level: DEBUG | INFO | WARNING | ERROR"),
+    ]
+}
+
+
+@dataclass(frozen=True)
+class Settings:
+    """All settings, resolved once at the entry point and passed down."""
+
+    bootstrap_servers: str = SPECS["bootstrap_servers"].default
+    input_topic: str = SPECS["input_topic"].default
+    output_topic: str = SPECS["output_topic"].default
+    dlq_topic: str = SPECS["dlq_topic"].default
+    partitions: int = SPECS["partitions"].default
+    kafka_options: Mapping[str, str] = field(default_factory=dict)
+    kafka_port: int = SPECS["kafka_port"].default
+    kafka_controller_port: int = SPECS["kafka_controller_port"].default
+    kafka_state_dir: str = SPECS["kafka_state_dir"].default
+    kafka_heap: str = SPECS["kafka_heap"].default
+    jvm_dir: str = SPECS["jvm_dir"].default
+    model_dir: str = SPECS["model_dir"].default
+    data_file: str = SPECS["data_file"].default
+    query_name: str = SPECS["query_name"].default
+    checkpoint_dir: str = SPECS["checkpoint_dir"].default
+    trigger: str = SPECS["trigger"].default
+    max_offsets_per_trigger: int = SPECS["max_offsets_per_trigger"].default
+    starting_offsets: str = SPECS["starting_offsets"].default
+    spark_master: str = SPECS["spark_master"].default
+    spark_driver_memory: str = SPECS["spark_driver_memory"].default
+    shuffle_partitions: int = SPECS["shuffle_partitions"].default
+    log_level: str = SPECS["log_level"].default
+
+    # ---- derived values -------------------------------------------------
+    def path(self, value: str) -> Path:
+        """Resolve a relative path setting against the project root."""
+        p = Path(value)
+        return p if p.is_absolute() else PROJECT_ROOT / p
+
+    @property
+    def checkpoint_location(self) -> str:
+        """``<checkpoint_dir>/<query_name>``; a Hadoop URI is kept as is."""
+        base = self.checkpoint_dir
+        if "://" in base:
+            return base.rstrip("/") + "/" + self.query_name
+        return str(self.path(base) / self.query_name)
+
+    @property
+    def local_bootstrap(self) -> str:
+        """Bootstrap address of the local broker."""
+        return f"localhost:{self.kafka_port}"
+
+    def kafka_client_config(self, **extra: Any) -> dict[str, Any]:
+        """Options for a confluent-kafka client."""
+        conf: dict[str, Any] = {"bootstrap.servers": self.bootstrap_servers}
+        conf.update(self.kafka_options)
+        conf.update(extra)
+        return conf
+
+    def spark_kafka_options(self) -> dict[str, str]:
+        """``kafka.*`` options for Spark's Kafka source and sink."""
+        opts = {"kafka.bootstrap.servers": self.bootstrap_servers}
+        opts.update({f"kafka.{k}": str(v) for k, v in self.kafka_options.items()})
+        return opts
+
+    def fingerprint(self) -> dict[str, str]:
+        """What a checkpoint is bound to: changing any of these breaks it."""
+        return {
+            "input_topic": self.input_topic,
+            "bootstrap_servers_sha256": hashlib.sha256(
+                self.bootstrap_servers.encode()
+            ).hexdigest()[:16],
+            "query_name": self.query_name,
+        }
+
+    def redacted(self) -> dict[str, Any]:
+        """The settings as a dict, with secrets replaced by ``***``."""
+        out: dict[str, Any] = {}
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, Mapping):
+                value = {k: (REDACTED if is_secret(k) else v) for k, v in value.items()}
+            out[f.name] = value
+        return out
+
+    def __repr__(self) -> str:
+        return f"Settings({json.dumps(self.redacted(), sort_keys=True)})"
+
+    __str__ = __repr__
+
+
+def is_secret(key: str) -> bool:
+    """Whether an option key names a secret that must never be printed."""
+    k = key.lower()
+    return any(h in k for h in SECRET_HINTS)
+
+
+def load_settings(
+    overrides: Mapping[str, Any] | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> Settings:
+    """Resolve settings: explicit overrides, then ``HEARTRISK_*`` env vars, then defaults.
+
+    Raises:
+        ConfigError: an environment variable does not parse; the message names it.
+    """
+    env = os.environ if environ is None else environ
+    values: dict[str, Any] = {}
+    for name, spec in SPECS.items():
+        raw = env.get(spec.env)
+        if raw is not None and raw != "":
+            try:
+                values[name] = spec.parse(raw)
+            except (ValueError, ConfigError) as exc:
+                msg = f"{spec.env}={raw!r} is invalid: {exc}"
+                raise ConfigError(msg) from exc
+    for name, value in (overrides or {}).items():
+        if value is None:
+            continue
+        if name not in SPECS:
+            msg = f"unknown setting {name!r}"
+            raise ConfigError(msg)
+        values[name] = value
+    if "kafka_options" in values:
+        values["kafka_options"] = dict(values["kafka_options"])
+    return Settings(**values)
+
+
+def env_value(name: str, default: str | None = None) -> str | None:
+    """Read one non-setting environment variable (e.g. test-ladder hooks)."""
+    return os.environ.get(name, default)
+
+
+def specs_for(names: Iterable[str]) -> list[Spec]:
+    """The specs of the named settings, in order."""
+    return [SPECS[n] for n in names]

@@ -1,0 +1,79 @@
+"""Shared fixtures. Kafka for tests comes down a ladder:
+
+1. ``KAFKA_BOOTSTRAP_SERVERS``, when set: an existing cluster;
+2. testcontainers' Kafka module, when a Docker engine answers;
+3. the project's own local KRaft broker (``stream.broker``), on free ports in a temp dir.
+
+The broker is session-scoped; each test makes its own uuid-named topics.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from helpers import free_port, topic_name  # noqa: E402
+
+from stream.broker import LocalBroker, ensure_topics  # noqa: E402
+from stream.config import PROJECT_ROOT  # noqa: E402
+
+logger = logging.getLogger(__name__)
+
+
+def _docker_engine_answers() -> bool:
+    try:
+        import docker
+
+        client = docker.from_env(timeout=3)
+        return bool(client.ping())
+    except Exception:
+        return False
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """Bootstrap servers of a real Kafka broker for the whole session."""
+    existing = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
+    if existing:
+        logger.info("kafka rung 1: existing cluster %s", existing)
+        yield existing
+        return
+    if _docker_engine_answers():
+        from testcontainers.kafka import KafkaContainer
+
+        with KafkaContainer().with_kraft() as kafka:
+            logger.info("kafka rung 2: testcontainers")
+            yield kafka.get_bootstrap_server()
+        return
+    broker = LocalBroker(
+        state_dir=tmp_path_factory.mktemp("kafka"),
+        port=free_port(),
+        controller_port=free_port(),
+        jvm_dir=PROJECT_ROOT / ".jvm",
+        heap="768m",
+    )
+    logger.info("kafka rung 3: local KRaft broker on port %d", broker.port)
+    broker.up()
+    try:
+        yield broker.bootstrap
+    finally:
+        broker.down()
+
+
+@pytest.fixture
+def make_topics(kafka_bootstrap: str) -> Callable[..., list[str]]:
+    """Create fresh uuid-named topics: make_topics("in", "out", partitions=3)."""
+
+    def _make(*prefixes: str, partitions: int = 3) -> list[str]:
+        names = [topic_name(p) for p in prefixes]
+        ensure_topics(kafka_bootstrap, names, partitions)
+        return names
+
+    return _make

@@ -1,0 +1,58 @@
+"""The settings object: precedence, parsing, secrets."""
+
+from __future__ import annotations
+
+import pytest
+
+from stream.config import SPECS, load_settings
+from stream.errors import ConfigError, HeartriskError
+
+
+def test_defaults():
+    s = load_settings(environ={})
+    assert s.bootstrap_servers == "localhost:9092"
+    assert (s.input_topic, s.output_topic, s.dlq_topic) == (
+        "patient-events",
+        "risk-predictions",
+        "patient-events-dlq",
+    )
+    assert s.partitions == 3
+    assert s.checkpoint_location.endswith("checkpoints/heartrisk-scorer")
+
+
+def test_flag_beats_env_beats_default():
+    env = {"HEARTRISK_INPUT_TOPIC": "from-env", "HEARTRISK_PARTITIONS": "5"}
+    s = load_settings({"input_topic": "from-flag"}, environ=env)
+    assert s.input_topic == "from-flag"
+    assert s.partitions == 5
+
+
+def test_bad_env_value_names_the_variable():
+    with pytest.raises(ConfigError, match="HEARTRISK_PARTITIONS='zero' is invalid"):
+        load_settings(environ={"HEARTRISK_PARTITIONS": "zero"})
+    with pytest.raises(ConfigError, match="HEARTRISK_KAFKA_PORT"):
+        load_settings(environ={"HEARTRISK_KAFKA_PORT": "70000"})
+
+
+def test_config_error_is_a_heartrisk_error_and_value_error():
+    assert issubclass(ConfigError, HeartriskError)
+    assert issubclass(ConfigError, ValueError)
+
+
+def test_secrets_never_rendered():
+    env = {
+        "HEARTRISK_KAFKA_OPTIONS": "security.protocol=SASL_SSL,sasl.password=hunter2,"
+        "sasl.jaas.config=x required password=hunter2"
+    }
+    s = load_settings(environ=env)
+    assert s.kafka_options["sasl.password"] == "hunter2"
+    assert "hunter2" not in repr(s)
+    assert "hunter2" not in str(s)
+    assert "SASL_SSL" in repr(s)
+    assert s.spark_kafka_options()["kafka.sasl.password"] == "hunter2"
+
+
+def test_every_spec_has_env_and_help():
+    for spec in SPECS.values():
+        assert spec.env.startswith("HEARTRISK_")
+        assert spec.help

@@ -1,0 +1,52 @@
+"""The SparkSession, built once from the settings.
+
+ANSI mode is off on purpose: under ANSI a malformed value (an overflowing cast, a
+bad timestamp) raises inside the query and would stop it; bad data must become
+a dead letter instead. Validation checks every value explicitly.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+
+from pyspark.sql import SparkSession
+
+from stream.config import Settings
+from stream.jvm import spark_jars
+
+logger = logging.getLogger(__name__)
+
+
+def spark_conf(settings: Settings, with_connectors: bool = True) -> dict[str, str]:
+    """The Spark configuration the product runs with."""
+    conf = {
+        "spark.master": settings.spark_master,
+        "spark.driver.memory": settings.spark_driver_memory,
+        "spark.ui.enabled": "false",
+        "spark.ui.showConsoleProgress": "false",
+        "spark.sql.ansi.enabled": "false",
+        "spark.sql.session.timeZone": "UTC",
+        "spark.sql.shuffle.partitions": str(settings.shuffle_partitions),
+        "spark.sql.streaming.stopGracefullyOnShutdown": "true",
+        "spark.driver.extraJavaOptions": "-Dlog4j2.level=warn",
+        "spark.sql.execution.arrow.pyspark.enabled": "false",
+        "spark.sql.warehouse.dir": str(settings.path(".spark-warehouse")),
+    }
+    if with_connectors:
+        conf["spark.jars"] = spark_jars(settings.path(settings.jvm_dir))
+    return conf
+
+
+def get_spark(settings: Settings, app_name: str = "heartrisk", with_connectors: bool = True) -> SparkSession:
+    """Build (or reuse) the SparkSession."""
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
+    builder = SparkSession.builder.appName(app_name)
+    for k, v in spark_conf(settings, with_connectors).items():
+        builder = builder.config(k, v)
+    spark = builder.getOrCreate()
+    spark.sparkContext.setLogLevel("WARN")
+    logger.info('event="spark session ready" version="%s" master="%s"', spark.version, settings.spark_master)
+    return spark

@@ -113,6 +113,117 @@ def _kafka_topics(args: argparse.Namespace, s: Settings) -> int:
     return 0
 
 
+# ---- data and model -------------------------------------------------------
+def _data_convert(args: argparse.Namespace, s: Settings) -> int:
+    from pathlib import Path
+
+    from stream.dataset import convert_raw, write_csv
+
+    rows = convert_raw(Path(args.raw))
+    out = s.path(s.data_file)
+    write_csv(rows, out)
+    print(f"wrote {len(rows)} patients to {out}")
+    return 0
+
+
+def _train(args: argparse.Namespace, s: Settings) -> int:
+    from datetime import datetime, timezone
+
+    from stream.session import get_spark
+    from stream.train import train
+
+    version = args.version or datetime.now(timezone.utc).strftime("%Y.%m.%d-%H%M%S")
+    spark = get_spark(s, "heartrisk-train", with_connectors=False)
+    try:
+        meta = train(spark, s.path(s.data_file), s.path(s.model_dir), version, promote=not args.no_promote)
+    except FileExistsError as exc:
+        from stream.errors import ModelError
+
+        raise ModelError(str(exc)) from exc
+    m = meta["metrics"]
+    t = meta["risk_thresholds"]
+    print(
+        f"model {meta['version']}: CV AUC {m['cv_auc']}, out-of-fold AUC {m['oof_auc']}, "
+        f"accuracy {m['oof_accuracy']}, Brier {m['oof_brier']}; "
+        f"thresholds medium={t['medium']} high={t['high']}"
+    )
+    print("calibration (out-of-fold):  bin          n   mean predicted  observed")
+    for row in m["calibration"]:
+        mp = "-" if row["mean_predicted"] is None else f"{row['mean_predicted']:.3f}"
+        ob = "-" if row["observed_rate"] is None else f"{row['observed_rate']:.3f}"
+        print(f"                            {row['bin_low']:.1f}-{row['bin_high']:.1f}  {row['n']:5d}   {mp:>14}  {ob:>8}")
+    return 0
+
+
+# ---- the scorer and its companions ----------------------------------------
+SPARK = ("spark_master", "spark_driver_memory", "shuffle_partitions", "jvm_dir", "log_level")
+SCORER = (
+    *KAFKA, *TOPICS, "model_dir", "query_name", "checkpoint_dir", "trigger",
+    "max_offsets_per_trigger", "starting_offsets", *SPARK,
+)
+
+
+def _score(args: argparse.Namespace, s: Settings) -> int:
+    from stream.query import run_scorer
+
+    return run_scorer(s)
+
+
+def _score_batch(args: argparse.Namespace, s: Settings) -> int:
+    from pathlib import Path
+
+    from stream.batch import score_files
+    from stream.model import load_model
+    from stream.session import get_spark
+
+    spark = get_spark(s, "heartrisk-score-batch")
+    try:
+        model = load_model(s.path(s.model_dir))
+        r = score_files(spark, s, model, Path(args.input), Path(args.output), args.format)
+    finally:
+        spark.stop()
+    print(
+        f"scored {r.inputs} rows: {r.predictions} predictions in {r.output / 'predictions'}, "
+        f"{r.rejects} rejects in {r.output / 'rejects'}"
+    )
+    return 0
+
+
+def _produce(args: argparse.Namespace, s: Settings) -> int:
+    from stream.produce import generate, publish
+
+    count = args.count
+    if count is None:
+        from stream.dataset import read_csv
+
+        count = len(read_csv(s.path(s.data_file))) if args.source == "dataset" else 1000
+    if not 0.0 <= args.bad_fraction <= 1.0:
+        from stream.errors import ConfigError
+
+        raise ConfigError(f"--bad-fraction must be within [0, 1], got {args.bad_fraction}")
+    events = generate(count, args.source, s, args.bad_fraction, args.seed)
+    n = publish(events, count, s, rate=args.rate, progress=not args.quiet)
+    print(f"published {n} events to {s.input_topic}")
+    return 0
+
+
+def _tail(args: argparse.Namespace, s: Settings) -> int:
+    from stream.tail import tail
+
+    levels = {lvl.strip().capitalize() for lvl in args.risk_level.split(",")} if args.risk_level else None
+    tail(
+        s,
+        dead_letters=args.dead_letters,
+        risk_levels=levels,
+        patient=args.patient,
+        raw_json=args.json,
+        from_beginning=args.from_beginning,
+        max_messages=args.max_messages,
+        timeout_s=args.idle_timeout,
+    )
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The whole command tree."""
     parser = argparse.ArgumentParser(
@@ -145,6 +256,62 @@ def build_parser() -> argparse.ArgumentParser:
         (*KAFKA, *TOPICS, "partitions"),
     )
 
+    data = sub.add_parser("data", help="the Cleveland data set", formatter_class=_Formatter)
+    dsub = data.add_subparsers(dest="data_command", metavar="ACTION", required=True)
+    conv = _new(
+        dsub, "convert", "convert Orange's raw heart_disease.tab into the event-field CSV", _data_convert,
+        ("data_file",),
+    )
+    conv.add_argument("--raw", default="data/raw/heart_disease.tab", help="the raw Orange table")
+
+    tr = _new(
+        sub, "train", "train the risk model by 10-fold CV and save a new version", _train,
+        ("data_file", "model_dir", "spark_master", "spark_driver_memory", "log_level"),
+    )
+    tr.add_argument("--version", default=None, help="version folder name (default: UTC timestamp)")
+    tr.add_argument("--no-promote", action="store_true", help="do not point CURRENT at the new version")
+    _new(
+        sub, "score",
+        "run the streaming scorer until SIGINT/SIGTERM (the batch in flight finishes first)",
+        _score, SCORER,
+    )
+    sb = _new(
+        sub, "score-batch",
+        "score CSV, JSON-lines or Parquet files with the stream's own code",
+        _score_batch, ("model_dir", "output_topic", "dlq_topic", *SPARK),
+    )
+    sb.add_argument("--input", required=True, help="file or directory to score")
+    sb.add_argument("--output", required=True, help="new directory for predictions/ and rejects/")
+    sb.add_argument("--format", choices=("csv", "json", "parquet"), default=None,
+                    help="input format (default: from the file extension)")
+
+    pr = _new(
+        sub, "produce",
+        "publish patient events: replay the data set or synthesize patients, with progress",
+        _produce, (*KAFKA, "input_topic", "data_file", "model_dir", "log_level"),
+    )
+    pr.add_argument("--source", choices=("dataset", "synthetic"), default="dataset",
+                    help="replay data/heart_disease.csv, or draw from the model's training distribution")
+    pr.add_argument("--count", type=int, default=None,
+                    help="events to publish (default: the data set's size, or 1000 synthetic)")
+    pr.add_argument("--rate", type=float, default=0.0, help="events per second; 0 = as fast as possible")
+    pr.add_argument("--bad-fraction", type=float, default=0.0,
+                    help="share of malformed events mixed in, of every rejected kind")
+    pr.add_argument("--seed", type=int, default=7, help="random seed for synthetic and bad events")
+    pr.add_argument("--quiet", action="store_true", help="no progress lines")
+
+    tl = _new(
+        sub, "tail", "follow the predictions (or dead letters): one line per record, coloured by risk",
+        _tail, (*KAFKA, "output_topic", "dlq_topic", "log_level"),
+    )
+    tl.add_argument("--dead-letters", action="store_true", help="follow the dead-letter topic instead")
+    tl.add_argument("--risk-level", default=None, help="only these levels, e.g. High or High,Medium")
+    tl.add_argument("--patient", default=None, help="only this patient_id")
+    tl.add_argument("--json", action="store_true", help="print the records unchanged")
+    tl.add_argument("--from-beginning", action="store_true", help="start at the oldest record")
+    tl.add_argument("--max-messages", type=int, default=0, help="stop after this many records; 0 = never")
+    tl.add_argument("--idle-timeout", type=float, default=0.0,
+                    help="stop after this many seconds without a record; 0 = never")
     return parser
 
 

@@ -9,7 +9,6 @@ credentials) are redacted whenever settings are rendered for people.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import os
 import re
@@ -187,13 +186,7 @@ class Settings:
 
     def fingerprint(self) -> dict[str, str]:
         """What a checkpoint is bound to: changing any of these breaks it."""
-        return {
-            "input_topic": self.input_topic,
-            "bootstrap_servers_sha256": hashlib.sha256(
-                self.bootstrap_servers.encode()
-            ).hexdigest()[:16],
-            "query_name": self.query_name,
-        }
+        return {"input_topic": self.input_topic}
 
     def redacted(self) -> dict[str, Any]:
         """The settings as a dict, with secrets replaced by ``***``."""

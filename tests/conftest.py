@@ -77,3 +77,22 @@ def make_topics(kafka_bootstrap: str) -> Callable[..., list[str]]:
         return names
 
     return _make
+
+
+@pytest.fixture(scope="session")
+def spark():
+    """A local SparkSession with the Kafka and Avro connectors, shared by the session."""
+    from stream.config import load_settings
+    from stream.session import get_spark
+
+    session = get_spark(load_settings({"spark_master": "local[2]", "shuffle_partitions": 2}), "heartrisk-tests")
+    yield session
+    session.stop()
+
+
+@pytest.fixture(scope="session")
+def model(spark):
+    """The committed current model."""
+    from stream.model import load_model
+
+    return load_model(PROJECT_ROOT / "models" / "heart_lr")

@@ -35,3 +35,43 @@ def free_port() -> int:
 def topic_name(prefix: str) -> str:
     """A unique topic name for one test."""
     return f"{prefix}-{uuid.uuid4().hex[:12]}"
+
+
+def consume(bootstrap: str, topic: str, until: Callable[[list], bool], timeout_s: float) -> list:
+    """Read a topic from the beginning until `until(records)` holds; fail after the deadline.
+
+    Returns confluent-kafka messages (key(), value(), headers(), partition(), offset()).
+    """
+    from confluent_kafka import Consumer
+
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": f"test-{uuid.uuid4().hex}",
+            "auto.offset.reset": "earliest",
+            "enable.auto.commit": False,
+        }
+    )
+    consumer.subscribe([topic])
+    records: list = []
+    deadline = time.monotonic() + timeout_s
+    try:
+        while time.monotonic() < deadline:
+            for msg in consumer.consume(num_messages=5000, timeout=0.5):
+                if msg.error() is None:
+                    records.append(msg)
+            if until(records):
+                return records
+    finally:
+        consumer.close()
+    raise AssertionError(f"timed out after {timeout_s:.0f}s reading {topic}: {len(records)} records")
+
+
+def end_offsets_total(bootstrap: str, topic: str) -> int:
+    """Sum of end offsets of a topic's partitions."""
+    from stream.broker import describe_topics
+
+    for t in describe_topics(bootstrap):
+        if t.name == topic:
+            return t.messages
+    raise AssertionError(f"no topic {topic}")

@@ -1,0 +1,43 @@
+"""The closed list of dead-letter error codes, with the stage that emits each.
+
+Every rejected event carries exactly one of these in ``error_code``; consumers
+may switch on them. Adding a code is a contract change: document it in the README.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+Stage = Literal["decode", "validate", "score"]
+
+# code -> (stage, meaning)
+ERROR_CODES: dict[str, tuple[Stage, str]] = {
+    "TOMBSTONE": ("decode", "the message value is null (a Kafka tombstone)"),
+    "EMPTY_VALUE": ("decode", "the message value is zero bytes long"),
+    "MESSAGE_TOO_LARGE": ("decode", "the message value is over 1 MiB"),
+    "NOT_UTF8": ("decode", "the message value is not valid UTF-8"),
+    "NOT_JSON": ("decode", "the message value is not valid JSON"),
+    "NOT_AN_OBJECT": ("decode", "the message value is JSON but not an object"),
+    "MISSING_FIELD": ("validate", "a required clinical field is absent"),
+    "NULL_FIELD": ("validate", "a required clinical field is null"),
+    "WRONG_TYPE": ("validate", "a field has the wrong JSON type (e.g. a string where a number belongs)"),
+    "NOT_FINITE": ("validate", "a number is NaN or infinite"),
+    "OUT_OF_RANGE": ("validate", "a number is outside its allowed range"),
+    "INVALID_ENUM": ("validate", "a category is not one of its allowed values"),
+    "NO_PATIENT_ID": ("validate", "neither a patient_id field nor a message key"),
+    "BAD_EVENT_TIME": ("validate", "event_time is neither ISO-8601 nor epoch milliseconds"),
+    "SCORE_FAILED": ("score", "the model produced no finite probability"),
+}
+
+DECODE_CODES = tuple(c for c, (s, _) in ERROR_CODES.items() if s == "decode")
+VALIDATE_CODES = tuple(c for c, (s, _) in ERROR_CODES.items() if s == "validate")
+
+MAX_MESSAGE_BYTES = 1024 * 1024
+# A dead letter keeps at most this many bytes of the original value (base64 in
+# JSON); the full message stays in the input topic at the recorded offset.
+MAX_DEAD_LETTER_VALUE_BYTES = 256 * 1024
+
+
+def stage_of(code: str) -> Stage:
+    """The stage that emits a code."""
+    return ERROR_CODES[code][0]

@@ -1,0 +1,97 @@
+"""Encode: scored rows -> Kafka records (topic, key, value, headers).
+
+A valid event becomes a prediction on the output topic, keyed by patient_id so
+one patient's predictions stay in order; a rejected one becomes a dead letter on
+the dead-letter topic, keyed by the original key. Both are JSON. The ``topic``
+column routes each row, so one Kafka sink serves both.
+"""
+
+from __future__ import annotations
+
+from pyspark.sql import Column, DataFrame
+from pyspark.sql import functions as F
+
+from stream import __version__
+from stream.codes import MAX_DEAD_LETTER_VALUE_BYTES
+from stream.config import Settings
+from stream.score import PROBABILITY
+from stream.validate import ERROR_CODE, ERROR_DETAIL, STAGE
+
+ISO_MILLIS = "yyyy-MM-dd'T'HH:mm:ss.SSS'Z'"
+CONTENT_TYPE = "application/json"
+PREDICTION_SCHEMA = "heartrisk.prediction.v1"
+DEAD_LETTER_SCHEMA = "heartrisk.dead_letter.v1"
+
+
+def _iso(ts: Column) -> Column:
+    return F.date_format(ts, ISO_MILLIS)
+
+
+def prediction_value() -> Column:
+    """The prediction record as JSON (see schemas/prediction.v1.schema.json)."""
+    return F.to_json(
+        F.struct(
+            F.col("event_id"),
+            F.col("patient_id"),
+            _iso(F.col("event_ts")).alias("event_time"),
+            _iso(F.col("scored_at")).alias("scored_at"),
+            F.col("model_version"),
+            F.round(F.col(PROBABILITY), 6).alias("probability"),
+            F.col("risk_prediction").alias("prediction"),
+            F.col("risk_level"),
+            F.col("contributions"),
+            F.col("imputed_fields"),
+        ),
+        {"ignoreNullFields": "false"},
+    )
+
+
+def dead_letter_value() -> Column:
+    """The dead letter as JSON (see schemas/dead_letter.v1.schema.json)."""
+    size = F.octet_length(F.col("value"))
+    truncated = F.coalesce(size > MAX_DEAD_LETTER_VALUE_BYTES, F.lit(False))
+    kept = F.when(truncated, F.substring(F.col("value"), 1, MAX_DEAD_LETTER_VALUE_BYTES)).otherwise(
+        F.col("value")
+    )
+    return F.to_json(
+        F.struct(
+            F.col(ERROR_CODE).alias("error_code"),
+            F.col(ERROR_DETAIL).alias("error_detail"),
+            F.col(STAGE).alias("stage"),
+            F.col("event_id"),
+            F.col("topic"),
+            F.col("partition"),
+            F.col("offset"),
+            _iso(F.col("timestamp")).alias("timestamp"),
+            F.base64(F.col("key")).alias("key_base64"),
+            F.base64(kept).alias("value_base64"),
+            size.alias("value_size"),
+            truncated.alias("value_truncated"),
+            F.sha2(F.col("value"), 256).alias("value_sha256"),
+            F.lit(__version__).alias("scorer_version"),
+            _iso(F.col("scored_at")).alias("failed_at"),
+        ),
+        {"ignoreNullFields": "false"},
+    )
+
+
+def encode_output(df: DataFrame, settings: Settings) -> DataFrame:
+    """Kafka sink columns for every row: a prediction or a dead letter."""
+    ok = F.col(ERROR_CODE).isNull()
+    df = df.withColumn("scored_at", F.current_timestamp())
+    headers_ok = F.array(
+        F.struct(F.lit("model_version").alias("key"), F.col("model_version").cast("binary").alias("value")),
+        F.struct(F.lit("content-type").alias("key"), F.lit(CONTENT_TYPE).cast("binary").alias("value")),
+        F.struct(F.lit("schema").alias("key"), F.lit(PREDICTION_SCHEMA).cast("binary").alias("value")),
+    )
+    headers_bad = F.array(
+        F.struct(F.lit("error_code").alias("key"), F.col(ERROR_CODE).cast("binary").alias("value")),
+        F.struct(F.lit("content-type").alias("key"), F.lit(CONTENT_TYPE).cast("binary").alias("value")),
+        F.struct(F.lit("schema").alias("key"), F.lit(DEAD_LETTER_SCHEMA).cast("binary").alias("value")),
+    )
+    return df.select(
+        F.when(ok, F.lit(settings.output_topic)).otherwise(F.lit(settings.dlq_topic)).alias("topic"),
+        F.when(ok, F.col("patient_id").cast("binary")).otherwise(F.col("key")).alias("key"),
+        F.when(ok, prediction_value()).otherwise(dead_letter_value()).cast("binary").alias("value"),
+        F.when(ok, headers_ok).otherwise(headers_bad).alias("headers"),
+    )

@@ -1,0 +1,136 @@
+"""The scorer query: source -> decode -> validate -> score -> encode -> sink.
+
+``build_scores`` wires the steps on any DataFrame of raw Kafka rows, streaming
+or batch, so ``score-batch`` and the tests share it with the stream.
+``run_scorer`` starts the streaming query and stops it gracefully on
+SIGINT/SIGTERM: it lets the micro-batch in flight finish and commit first, so a
+graceful stop neither loses nor duplicates events.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+from types import FrameType
+
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql.streaming import StreamingQuery
+
+from stream.checkpoint import check_fingerprint
+from stream.config import Settings
+from stream.decode import decode_events
+from stream.encode import encode_output
+from stream.errors import BrokerError, HeartriskError
+from stream.model import LoadedModel, load_metadata, load_model
+from stream.score import score_events
+from stream.sink import write_predictions
+from stream.source import read_events
+from stream.validate import validate_events
+
+logger = logging.getLogger(__name__)
+
+STOP_WAIT_S = 120.0
+
+
+def build_scores(raw: DataFrame, model: LoadedModel) -> DataFrame:
+    """Decoded, validated and scored rows (every input row, good or bad)."""
+    return score_events(validate_events(decode_events(raw)), model)
+
+
+def build_output(raw: DataFrame, model: LoadedModel, settings: Settings) -> DataFrame:
+    """Kafka records for every input row."""
+    return encode_output(build_scores(raw, model), settings)
+
+
+def check_broker(settings: Settings) -> None:
+    """Fail fast with one clear line when the broker or the input topic is missing.
+
+    Raises:
+        BrokerError: no broker answers, or a topic does not exist.
+    """
+    from confluent_kafka import KafkaException
+    from confluent_kafka.admin import AdminClient
+
+    admin = AdminClient(settings.kafka_client_config(**{"log_level": 0}))
+    try:
+        topics = admin.list_topics(timeout=10).topics
+    except KafkaException as exc:
+        msg = (
+            f"no Kafka broker answers at {settings.bootstrap_servers}: start one with "
+            "`heartrisk kafka up` or set HEARTRISK_BOOTSTRAP_SERVERS"
+        )
+        raise BrokerError(msg) from exc
+    missing = [t for t in (settings.input_topic, settings.output_topic, settings.dlq_topic) if t not in topics]
+    if missing:
+        msg = f"topics {missing} do not exist on {settings.bootstrap_servers}: create them with `heartrisk kafka topics`"
+        raise BrokerError(msg)
+
+
+def start_scorer(spark: SparkSession, settings: Settings, model: LoadedModel) -> StreamingQuery:
+    """Check the checkpoint, then start the streaming query."""
+    check_fingerprint(spark, settings)
+    out = build_output(read_events(spark, settings), model, settings)
+    query = write_predictions(out, settings).start()
+    logger.info(
+        'event="scorer started" query="%s" id="%s" input="%s" checkpoint="%s" model="%s"',
+        settings.query_name, query.id, settings.input_topic, settings.checkpoint_location, model.version,
+    )
+    return query
+
+
+def stop_gracefully(query: StreamingQuery, timeout_s: float = STOP_WAIT_S) -> None:
+    """Wait for the micro-batch in flight to commit, then stop between batches."""
+    deadline = time.monotonic() + timeout_s
+    while query.isActive and time.monotonic() < deadline:
+        status = query.status
+        if not status.get("isTriggerActive", False):
+            break
+        time.sleep(0.02)
+    query.stop()
+
+
+def run_scorer(settings: Settings) -> int:
+    """The ``heartrisk score`` command: run until stopped by a signal or a failure."""
+    from stream.session import get_spark
+
+    check_broker(settings)
+    load_metadata(settings.path(settings.model_dir))  # fail fast, before Spark starts
+    spark = get_spark(settings, f"heartrisk-{settings.query_name}")
+    model = load_model(settings.path(settings.model_dir))
+    stop = threading.Event()
+
+    def on_signal(signum: int, _frame: FrameType | None) -> None:
+        logger.info('event="stop requested" signal="%s"', signal.Signals(signum).name)
+        stop.set()
+
+    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    query = start_scorer(spark, settings, model)
+    last_batch = -1
+    try:
+        while query.isActive and not stop.is_set():
+            query.awaitTermination(0.5)
+            progress = query.lastProgress
+            if progress and progress["batchId"] != last_batch:
+                last_batch = progress["batchId"]
+                if progress["numInputRows"]:
+                    logger.info(
+                        'event="batch" batch_id=%d input_rows=%d rows_per_s=%.0f duration_ms=%s',
+                        progress["batchId"], progress["numInputRows"],
+                        progress.get("processedRowsPerSecond") or 0.0,
+                        progress.get("durationMs", {}).get("triggerExecution"),
+                    )
+        if stop.is_set() and query.isActive:
+            stop_gracefully(query)
+            logger.info('event="scorer stopped" query="%s" last_batch=%d', settings.query_name, last_batch)
+            return 0
+        exc = query.exception()
+        if exc is not None:
+            msg = f"the streaming query failed: {str(exc).splitlines()[0][:500]}"
+            raise HeartriskError(msg)
+        return 0
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
+        spark.stop()

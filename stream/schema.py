@@ -12,7 +12,7 @@ import json
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 from stream.config import PROJECT_ROOT
 from stream.errors import SchemaError
@@ -79,7 +79,7 @@ def _field_from_json(name: str, prop: dict[str, Any]) -> FieldSpec:
         raise SchemaError(msg)
     return FieldSpec(
         name,
-        base[0],  # type: ignore[arg-type]
+        cast(Kind, base[0]),
         nullable,
         minimum=prop.get("minimum"),
         maximum=prop.get("maximum"),

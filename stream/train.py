@@ -17,7 +17,7 @@ import sys
 import time
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 from pyspark.ml import Pipeline, PipelineModel
@@ -25,6 +25,7 @@ from pyspark.ml.classification import LogisticRegression, LogisticRegressionMode
 from pyspark.ml.evaluation import BinaryClassificationEvaluator
 from pyspark.ml.feature import (
     Imputer,
+    ImputerModel,
     OneHotEncoder,
     StandardScaler,
     StandardScalerModel,
@@ -38,7 +39,7 @@ from pyspark.sql import functions as F
 
 from stream import evaluation
 from stream.dataset import ID_COLUMN, TARGET, sha256_file
-from stream.model import MODEL_FILE, POINTER_FILE, PIPELINE_DIR, file_manifest, validate_metadata
+from stream.model import MODEL_FILE, PIPELINE_DIR, POINTER_FILE, file_manifest, validate_metadata
 from stream.schema import FieldSpec, clinical_fields
 
 logger = logging.getLogger(__name__)
@@ -114,7 +115,7 @@ def read_training_data(spark: SparkSession, path: Path) -> DataFrame:
 def _probabilities(model: PipelineModel, df: DataFrame) -> tuple[np.ndarray, np.ndarray, list[str]]:
     rows = (
         model.transform(df)
-        .select(ID_COLUMN, LABEL, vector_to_array("probability")[1].alias("p"))
+        .select(ID_COLUMN, LABEL, vector_to_array(F.col("probability"))[1].alias("p"))
         .collect()
     )
     return (
@@ -141,7 +142,7 @@ def out_of_fold(
     data = df.join(fold_df, ID_COLUMN).cache()
     ys, ps = [], []
     pipeline = build_pipeline()
-    lr = pipeline.getStages()[-1]
+    lr = cast(LogisticRegression, pipeline.getStages()[-1])
     for k in range(folds):
         model = pipeline.fit(data.where(F.col("fold") != k), {lr.regParam: reg, lr.elasticNetParam: enet})
         y, p, _ = _probabilities(model, data.where(F.col("fold") == k))
@@ -232,7 +233,7 @@ def train(
     say(f"read {n} patients ({positives} with disease) from {data_path}")
 
     pipeline = build_pipeline()
-    lr = pipeline.getStages()[-1]
+    lr = cast(LogisticRegression, pipeline.getStages()[-1])
     grid = (
         ParamGridBuilder()
         .addGrid(lr.regParam, list(REG_PARAMS))
@@ -263,7 +264,11 @@ def train(
         "cv_auc": round(cv_auc, 4),
         "cv_auc_std": round(float(cv_model.stdMetrics[best_i]), 4) if cv_model.stdMetrics else None,
         "cv_auc_by_config": [
-            {"regParam": float(m[lr.regParam]), "elasticNetParam": float(m[lr.elasticNetParam]), "auc": round(float(a), 4)}
+            {
+                "regParam": float(m[lr.regParam]),
+                "elasticNetParam": float(m[lr.elasticNetParam]),
+                "auc": round(float(a), 4),
+            }
             for m, a in zip(grid, cv_model.avgMetrics, strict=True)
         ],
         "oof_auc": round(evaluation.roc_auc(y, p), 4),
@@ -290,7 +295,7 @@ def train(
     stds = scaler.std.toArray()
     for i, feat in enumerate(features):
         feat.update(coefficient=float(coefs[i]), mean=float(means[i]), std=float(stds[i]))
-    surrogates = imputer.surrogateDF.collect()[0].asDict()
+    surrogates = cast(ImputerModel, imputer).surrogateDF.collect()[0].asDict()
 
     meta: dict[str, Any] = {
         "schema_version": 1,

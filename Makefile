@@ -48,9 +48,8 @@ test-unit: setup ## only the tests that need no broker
 test-integration: setup ## only the tests on real services
 	$(VENV)/bin/pytest tests/integration $(PYTEST_ARGS)
 
-run: setup ## start the local broker and show its status
-	$(HR) kafka up
-	$(HR) kafka status
+run: setup ## the main job: local broker + scorer + data-set replay, live predictions until Ctrl-C
+	$(HR) run
 
 lint: setup ## ruff + mypy on stream/
 	$(VENV)/bin/ruff check stream tests bench

@@ -46,7 +46,10 @@ def detect_format(path: Path) -> FileFormat:
     if not path.exists():
         msg = f"input {path} does not exist"
         raise ConfigError(msg)
-    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file() and not p.name.startswith(("_", ".")))
+    if path.is_file():
+        files = [path]
+    else:
+        files = sorted(p for p in path.rglob("*") if p.is_file() and not p.name.startswith(("_", ".")))
     for p in files:
         ext = p.suffix.lower().lstrip(".")
         if ext in ("csv",):

@@ -19,6 +19,7 @@ import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from confluent_kafka import KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
@@ -301,7 +302,7 @@ def ensure_topics(
     timeout_s: float = 30.0,
 ) -> list[str]:
     """Create the topics that do not exist yet; return the names created."""
-    conf = {"bootstrap.servers": bootstrap, **(extra_config or {})}
+    conf: dict[str, Any] = {"bootstrap.servers": bootstrap, **(extra_config or {})}
     admin = AdminClient(conf)
     wanted = list(dict.fromkeys(topics))
     if not wanted:
@@ -356,7 +357,7 @@ def describe_topics(
     """
     from confluent_kafka import Consumer
 
-    conf = {"bootstrap.servers": bootstrap, **(extra_config or {})}
+    conf: dict[str, Any] = {"bootstrap.servers": bootstrap, **(extra_config or {})}
     host, _, port = bootstrap.split(",")[0].rpartition(":")
     if host in ("localhost", "127.0.0.1") and port.isdigit() and not port_in_use(int(port)):
         msg = f"no Kafka broker answers at {bootstrap}: start one with `heartrisk kafka up`"

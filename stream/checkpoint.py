@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
-from typing import Any
+from typing import Any, cast
 
 from pyspark.sql import SparkSession
 
@@ -22,18 +22,25 @@ logger = logging.getLogger(__name__)
 FINGERPRINT_FILE = "heartrisk-fingerprint.json"
 
 
+def _jvm(spark: SparkSession) -> Any:
+    return cast(Any, spark)._jvm
+
+
+def _hpath(spark: SparkSession, *parts: Any) -> Any:
+    return _jvm(spark).org.apache.hadoop.fs.Path(*parts)
+
+
 def _fs_and_path(spark: SparkSession, location: str) -> tuple[Any, Any]:
-    jvm = spark._jvm  # type: ignore[attr-defined]
-    conf = spark._jsc.hadoopConfiguration()  # type: ignore[attr-defined]
-    path = jvm.org.apache.hadoop.fs.Path(location)
+    conf = cast(Any, spark)._jsc.hadoopConfiguration()
+    path = _hpath(spark, location)
     return path.getFileSystem(conf), path
 
 
 def read_fingerprint(spark: SparkSession, location: str) -> dict[str, str] | None:
     """The stored fingerprint, or None when the checkpoint has none yet."""
     fs, root = _fs_and_path(spark, location)
-    jvm = spark._jvm  # type: ignore[attr-defined]
-    path = jvm.org.apache.hadoop.fs.Path(root, FINGERPRINT_FILE)
+    jvm = _jvm(spark)
+    path = _hpath(spark, root, FINGERPRINT_FILE)
     if not fs.exists(path):
         return None
     stream = fs.open(path)
@@ -57,11 +64,11 @@ def check_fingerprint(spark: SparkSession, settings: Settings) -> None:
     stored = read_fingerprint(spark, location)
     if stored is None:
         fs, root = _fs_and_path(spark, location)
-        has_offsets = fs.exists(spark._jvm.org.apache.hadoop.fs.Path(root, "offsets"))  # type: ignore[attr-defined]
+        has_offsets = fs.exists(_hpath(spark, root, "offsets"))
         if has_offsets:
             logger.warning('event="checkpoint without fingerprint, adopting it" location="%s"', location)
         fs.mkdirs(root)
-        out = fs.create(spark._jvm.org.apache.hadoop.fs.Path(root, FINGERPRINT_FILE), True)  # type: ignore[attr-defined]
+        out = fs.create(_hpath(spark, root, FINGERPRINT_FILE), True)
         try:
             out.write(bytearray(json.dumps(wanted, indent=2, sort_keys=True).encode()))
         finally:

@@ -36,6 +36,7 @@ def spark_conf(settings: Settings, with_connectors: bool = True) -> dict[str, st
     }
     if with_connectors:
         conf["spark.jars"] = spark_jars(settings.path(settings.jvm_dir))
+    conf.update(settings.spark_conf)
     return conf
 
 

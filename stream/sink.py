@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from typing import Any, cast
 
 from pyspark.sql import DataFrame
 from pyspark.sql.streaming import DataStreamWriter
@@ -49,5 +50,5 @@ def write_predictions(df: DataFrame, settings: Settings) -> DataStreamWriter:
         .queryName(settings.query_name)
         .outputMode("update")
         .options(**options)
-        .trigger(**parse_trigger(settings.trigger))  # type: ignore[arg-type]
+        .trigger(**cast(Any, parse_trigger(settings.trigger)))
     )

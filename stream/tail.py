@@ -9,7 +9,7 @@ import uuid
 from collections.abc import Callable
 from typing import Any, TextIO
 
-from confluent_kafka import Consumer, KafkaError
+from confluent_kafka import Consumer, KafkaError, TopicPartition
 
 from stream.config import Settings
 
@@ -53,6 +53,7 @@ def tail(
     timeout_s: float = 0.0,
     out: TextIO = sys.stdout,
     colour: bool | None = None,
+    start_offsets: dict[int, int] | None = None,
 ) -> int:
     """Print records until interrupted, ``max_messages`` are shown, or ``timeout_s`` passes idle.
 
@@ -71,7 +72,10 @@ def tail(
             }
         )
     )
-    consumer.subscribe([topic])
+    if start_offsets is not None:
+        consumer.assign([TopicPartition(topic, p, o) for p, o in start_offsets.items()])
+    else:
+        consumer.subscribe([topic])
     shown = 0
     last_seen = time.monotonic()
     try:
@@ -81,9 +85,10 @@ def tail(
                 if timeout_s and time.monotonic() - last_seen > timeout_s:
                     break
                 continue
-            if msg.error():
-                if msg.error().code() != KafkaError._PARTITION_EOF:
-                    print(f"tail: {msg.error().str()}", file=sys.stderr)
+            err = msg.error()
+            if err is not None:
+                if err.code() != KafkaError._PARTITION_EOF:
+                    print(f"tail: {err.str()}", file=sys.stderr)
                 continue
             last_seen = time.monotonic()
             value = msg.value() or b""

@@ -6,7 +6,6 @@ from collections import defaultdict
 
 import pytest
 from confluent_kafka import Consumer, Producer
-
 from helpers import wait_for
 
 pytestmark = pytest.mark.integration

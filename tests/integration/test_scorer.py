@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from pathlib import Path
 
 import jsonschema
 import pytest
-from pyspark.ml.functions import vector_to_array
-from pyspark.sql import functions as F
-
 from helpers import consume
+from pyspark.ml.functions import vector_to_array
+
 from stream.batch import score_files
 from stream.config import PROJECT_ROOT, load_settings
 from stream.errors import CheckpointError

@@ -12,8 +12,8 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-
 from helpers import consume
+
 from stream.config import load_settings
 from stream.produce import generate, publish
 

@@ -56,3 +56,8 @@ def test_every_spec_has_env_and_help():
     for spec in SPECS.values():
         assert spec.env.startswith("HEARTRISK_")
         assert spec.help
+
+
+def test_to_env_round_trips():
+    s = load_settings({"input_topic": "x", "partitions": 7, "kafka_options": {"a": "1", "b": "2"}}, environ={})
+    assert load_settings(environ=s.to_env()) == s

@@ -38,8 +38,8 @@ def test_every_bad_kind_gets_its_code_and_stage(spark):
     kinds = sorted(BAD_EVENT_KINDS)
     events = [bad_event(k, i) for i, k in enumerate(kinds)]
     rows = _rows(spark, [(e.key, e.value) for e in events])
-    got = {k: (r.error_code, r.stage) for k, r in zip(kinds, rows)}
-    want = {k: (e.expected_code, stage_of(e.expected_code)) for k, e in zip(kinds, events)}
+    got = {k: (r.error_code, r.stage) for k, r in zip(kinds, rows, strict=True)}
+    want = {k: (e.expected_code, stage_of(e.expected_code)) for k, e in zip(kinds, events, strict=True)}
     assert got == want
     assert len({c for c, _ in got.values()}) >= 12
     for r in rows:

@@ -29,7 +29,12 @@ LOCAL_BROKER = (
 
 
 class _Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
-    pass
+    """Shows defaults, except on settings, whose help already names env var and default."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        if action.dest.startswith("setting_") or action.default in (None, False):
+            return action.help
+        return super()._get_help_string(action)
 
 
 def add_settings(parser: argparse.ArgumentParser, names: Sequence[str]) -> None:
@@ -44,7 +49,7 @@ def add_settings(parser: argparse.ArgumentParser, names: Sequence[str]) -> None:
             dest=f"setting_{name}",
             type=spec.parse,
             default=None,
-            metavar=spec.metavar or name.split("_")[-1].upper(),
+            metavar=spec.metavar or ("N" if isinstance(default, int) else name.split("_")[-1].upper()),
             help=f"{spec.help} [env: {spec.env}{shown}]",
         )
 
@@ -129,17 +134,22 @@ def _data_convert(args: argparse.Namespace, s: Settings) -> int:
 def _train(args: argparse.Namespace, s: Settings) -> int:
     from datetime import datetime, timezone
 
+    from stream.errors import ModelError
     from stream.session import get_spark
     from stream.train import train
 
     version = args.version or datetime.now(timezone.utc).strftime("%Y.%m.%d-%H%M%S")
+    target = s.path(s.model_dir) / version
+    if target.exists():
+        msg = f"{target} exists already: choose another --version or delete it"
+        raise ModelError(msg)
     spark = get_spark(s, "heartrisk-train", with_connectors=False)
     try:
         meta = train(spark, s.path(s.data_file), s.path(s.model_dir), version, promote=not args.no_promote)
     except FileExistsError as exc:
-        from stream.errors import ModelError
-
         raise ModelError(str(exc)) from exc
+    finally:
+        spark.stop()
     m = meta["metrics"]
     t = meta["risk_thresholds"]
     print(
@@ -151,15 +161,16 @@ def _train(args: argparse.Namespace, s: Settings) -> int:
     for row in m["calibration"]:
         mp = "-" if row["mean_predicted"] is None else f"{row['mean_predicted']:.3f}"
         ob = "-" if row["observed_rate"] is None else f"{row['observed_rate']:.3f}"
-        print(f"                            {row['bin_low']:.1f}-{row['bin_high']:.1f}  {row['n']:5d}   {mp:>14}  {ob:>8}")
+        band = f"{row['bin_low']:.1f}-{row['bin_high']:.1f}"
+        print(f"{'':28}{band}  {row['n']:5d}   {mp:>14}  {ob:>8}")
     return 0
 
 
 # ---- the scorer and its companions ----------------------------------------
-SPARK = ("spark_master", "spark_driver_memory", "shuffle_partitions", "jvm_dir", "log_level")
+SPARK = ("spark_master", "spark_driver_memory", "shuffle_partitions", "spark_conf", "jvm_dir", "log_level")
 SCORER = (
     *KAFKA, *TOPICS, "model_dir", "query_name", "checkpoint_dir", "trigger",
-    "max_offsets_per_trigger", "starting_offsets", *SPARK,
+    "max_offsets_per_trigger", "starting_offsets", "progress_file", *SPARK,
 )
 
 
@@ -200,7 +211,8 @@ def _produce(args: argparse.Namespace, s: Settings) -> int:
     if not 0.0 <= args.bad_fraction <= 1.0:
         from stream.errors import ConfigError
 
-        raise ConfigError(f"--bad-fraction must be within [0, 1], got {args.bad_fraction}")
+        msg = f"--bad-fraction must be within [0, 1], got {args.bad_fraction}"
+        raise ConfigError(msg)
     events = generate(count, args.source, s, args.bad_fraction, args.seed)
     n = publish(events, count, s, rate=args.rate, progress=not args.quiet)
     print(f"published {n} events to {s.input_topic}")
@@ -222,6 +234,26 @@ def _tail(args: argparse.Namespace, s: Settings) -> int:
         timeout_s=args.idle_timeout,
     )
     return 0
+
+
+def _exporter(args: argparse.Namespace, s: Settings) -> int:
+    from stream.exporter import ExporterConfig, run_exporter
+
+    cfg = ExporterConfig(
+        progress_path=s.progress_path,
+        pushgateway=s.pushgateway,
+        instance=s.query_name,
+        interval_s=s.exporter_interval,
+        stale_after_s=s.stale_after,
+        port=s.exporter_port,
+    )
+    return run_exporter(cfg)
+
+
+def _run(args: argparse.Namespace, s: Settings) -> int:
+    from stream.run import run
+
+    return run(s, replay=not args.no_replay)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -270,10 +302,28 @@ def build_parser() -> argparse.ArgumentParser:
     )
     tr.add_argument("--version", default=None, help="version folder name (default: UTC timestamp)")
     tr.add_argument("--no-promote", action="store_true", help="do not point CURRENT at the new version")
+    rn = _new(
+        sub, "run",
+        "the whole product locally: broker, scorer, data-set replay, live predictions until Ctrl-C",
+        _run,
+        (
+            *LOCAL_BROKER, "data_file", "model_dir", "query_name", "checkpoint_dir", "trigger",
+            "max_offsets_per_trigger", "starting_offsets",
+            *(n for n in SPARK if n not in LOCAL_BROKER),
+        ),
+    )
+    rn.add_argument("--no-replay", action="store_true", help="do not replay the data set; just tail")
     _new(
         sub, "score",
         "run the streaming scorer until SIGINT/SIGTERM (the batch in flight finishes first)",
         _score, SCORER,
+    )
+    _new(
+        sub, "exporter",
+        "sidecar: push the scorer's throughput, latency and lag to a Pushgateway; serve /metrics, /healthz",
+        _exporter,
+        ("query_name", "checkpoint_dir", "progress_file", "pushgateway", "exporter_port", "exporter_interval",
+         "stale_after", "log_level"),
     )
     sb = _new(
         sub, "score-batch",

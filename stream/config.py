@@ -24,6 +24,7 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 InputFormat = Literal["json"]
 SECRET_HINTS = ("password", "secret", "jaas", "token", "credential", "key.password")
 REDACTED = "***"
+PROGRESS_FILE = "heartrisk-progress.json"
 
 
 def _parse_kv(text: str) -> dict[str, str]:
@@ -45,6 +46,14 @@ def _positive_int(text: str) -> int:
     value = int(text)
     if value <= 0:
         msg = f"must be a positive integer, got {text!r}"
+        raise ValueError(msg)
+    return value
+
+
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        msg = f"must be a positive number, got {text!r}"
         raise ValueError(msg)
     return value
 
@@ -117,10 +126,29 @@ SPECS: dict[str, Spec] = {
             _positive_int,
         ),
         Spec("starting_offsets", "earliest", "where a new query starts: earliest | latest | JSON"),
+        Spec(
+            "progress_file",
+            "",
+            "progress file the scorer writes and the exporter reads "
+            "(default: <checkpoint>/heartrisk-progress.json, or .run/ for a remote checkpoint)",
+        ),
         Spec("spark_master", "local[*]", "Spark master URL"),
         Spec("spark_driver_memory", "1g", "Spark driver memory"),
         Spec("shuffle_partitions", 4, "spark.sql.shuffle.partitions", _positive_int),
+        Spec(
+            "spark_conf",
+            {},
+            "extra Spark configuration, k=v,k2=v2 (e.g. spark.executor.instances=3)",
+            _parse_kv,
+            metavar="K=V,...",
+        ),
         Spec("log_level", "INFO", "log level: DEBUG | INFO | WARNING | ERROR"),
+        # The sidecar exporter.
+        Spec("pushgateway", "localhost:9091", "Prometheus Pushgateway address (host:port or URL)"),
+        Spec("exporter_port", 9108, "port of the exporter's /metrics and /healthz", _port),
+        Spec("exporter_interval", 5.0, "seconds between pushes", _positive_float),
+        Spec("stale_after", 60.0, "seconds without query progress after which the scorer counts as down",
+             _positive_float),
     ]
 }
 
@@ -147,10 +175,16 @@ class Settings:
     trigger: str = SPECS["trigger"].default
     max_offsets_per_trigger: int = SPECS["max_offsets_per_trigger"].default
     starting_offsets: str = SPECS["starting_offsets"].default
+    progress_file: str = SPECS["progress_file"].default
     spark_master: str = SPECS["spark_master"].default
     spark_driver_memory: str = SPECS["spark_driver_memory"].default
     shuffle_partitions: int = SPECS["shuffle_partitions"].default
+    spark_conf: Mapping[str, str] = field(default_factory=dict)
     log_level: str = SPECS["log_level"].default
+    pushgateway: str = SPECS["pushgateway"].default
+    exporter_port: int = SPECS["exporter_port"].default
+    exporter_interval: float = SPECS["exporter_interval"].default
+    stale_after: float = SPECS["stale_after"].default
 
     # ---- derived values -------------------------------------------------
     def path(self, value: str) -> Path:
@@ -165,6 +199,16 @@ class Settings:
         if "://" in base:
             return base.rstrip("/") + "/" + self.query_name
         return str(self.path(base) / self.query_name)
+
+    @property
+    def progress_path(self) -> Path:
+        """Where the scorer's progress file lives."""
+        if self.progress_file:
+            return self.path(self.progress_file)
+        location = self.checkpoint_location
+        if "://" in location and not location.startswith("file://"):
+            return self.path(".run") / f"{self.query_name}.{PROGRESS_FILE}"
+        return Path(location.removeprefix("file://")) / PROGRESS_FILE
 
     @property
     def local_bootstrap(self) -> str:
@@ -187,6 +231,16 @@ class Settings:
     def fingerprint(self) -> dict[str, str]:
         """What a checkpoint is bound to: changing any of these breaks it."""
         return {"input_topic": self.input_topic}
+
+    def to_env(self) -> dict[str, str]:
+        """The settings as ``HEARTRISK_*`` variables, to hand them to a child process."""
+        env = {}
+        for name, spec in SPECS.items():
+            value = getattr(self, name)
+            if isinstance(value, Mapping):
+                value = ",".join(f"{k}={v}" for k, v in value.items())
+            env[spec.env] = str(value)
+        return env
 
     def redacted(self) -> dict[str, Any]:
         """The settings as a dict, with secrets replaced by ``***``."""
@@ -236,8 +290,9 @@ def load_settings(
             msg = f"unknown setting {name!r}"
             raise ConfigError(msg)
         values[name] = value
-    if "kafka_options" in values:
-        values["kafka_options"] = dict(values["kafka_options"])
+    for name in ("kafka_options", "spark_conf"):
+        if name in values:
+            values[name] = dict(values[name])
     return Settings(**values)
 
 

@@ -75,10 +75,14 @@ def dead_letter_value() -> Column:
     )
 
 
+def stamp_scored_at(df: DataFrame) -> DataFrame:
+    """Add ``scored_at``, the time the micro-batch was scored."""
+    return df.withColumn("scored_at", F.current_timestamp())
+
+
 def encode_output(df: DataFrame, settings: Settings) -> DataFrame:
-    """Kafka sink columns for every row: a prediction or a dead letter."""
+    """Kafka sink columns for every row (stamped by ``stamp_scored_at``): a prediction or a dead letter."""
     ok = F.col(ERROR_CODE).isNull()
-    df = df.withColumn("scored_at", F.current_timestamp())
     headers_ok = F.array(
         F.struct(F.lit("model_version").alias("key"), F.col("model_version").cast("binary").alias("value")),
         F.struct(F.lit("content-type").alias("key"), F.lit(CONTENT_TYPE).cast("binary").alias("value")),

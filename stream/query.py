@@ -14,6 +14,7 @@ import signal
 import threading
 import time
 from types import FrameType
+from typing import Any, cast
 
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql.streaming import StreamingQuery
@@ -21,8 +22,9 @@ from pyspark.sql.streaming import StreamingQuery
 from stream.checkpoint import check_fingerprint
 from stream.config import Settings
 from stream.decode import decode_events
-from stream.encode import encode_output
+from stream.encode import encode_output, stamp_scored_at
 from stream.errors import BrokerError, HeartriskError
+from stream.listener import ProgressListener, observe_batch
 from stream.model import LoadedModel, load_metadata, load_model
 from stream.score import score_events
 from stream.sink import write_predictions
@@ -39,9 +41,12 @@ def build_scores(raw: DataFrame, model: LoadedModel) -> DataFrame:
     return score_events(validate_events(decode_events(raw)), model)
 
 
-def build_output(raw: DataFrame, model: LoadedModel, settings: Settings) -> DataFrame:
-    """Kafka records for every input row."""
-    return encode_output(build_scores(raw, model), settings)
+def build_output(raw: DataFrame, model: LoadedModel, settings: Settings, observe: bool = False) -> DataFrame:
+    """Kafka records for every input row; with ``observe``, per-batch counts for the listener."""
+    scored = stamp_scored_at(build_scores(raw, model))
+    if observe:
+        scored = observe_batch(scored)
+    return encode_output(scored, settings)
 
 
 def check_broker(settings: Settings) -> None:
@@ -64,14 +69,18 @@ def check_broker(settings: Settings) -> None:
         raise BrokerError(msg) from exc
     missing = [t for t in (settings.input_topic, settings.output_topic, settings.dlq_topic) if t not in topics]
     if missing:
-        msg = f"topics {missing} do not exist on {settings.bootstrap_servers}: create them with `heartrisk kafka topics`"
+        msg = (
+            f"topics {missing} do not exist on {settings.bootstrap_servers}: "
+            "create them with `heartrisk kafka topics`"
+        )
         raise BrokerError(msg)
 
 
 def start_scorer(spark: SparkSession, settings: Settings, model: LoadedModel) -> StreamingQuery:
     """Check the checkpoint, then start the streaming query."""
     check_fingerprint(spark, settings)
-    out = build_output(read_events(spark, settings), model, settings)
+    spark.streams.addListener(ProgressListener(settings.progress_path, settings.query_name, model.version))
+    out = build_output(read_events(spark, settings), model, settings, observe=True)
     query = write_predictions(out, settings).start()
     logger.info(
         'event="scorer started" query="%s" id="%s" input="%s" checkpoint="%s" model="%s"',
@@ -107,23 +116,12 @@ def run_scorer(settings: Settings) -> int:
 
     previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
     query = start_scorer(spark, settings, model)
-    last_batch = -1
     try:
         while query.isActive and not stop.is_set():
-            query.awaitTermination(0.5)
-            progress = query.lastProgress
-            if progress and progress["batchId"] != last_batch:
-                last_batch = progress["batchId"]
-                if progress["numInputRows"]:
-                    logger.info(
-                        'event="batch" batch_id=%d input_rows=%d rows_per_s=%.0f duration_ms=%s',
-                        progress["batchId"], progress["numInputRows"],
-                        progress.get("processedRowsPerSecond") or 0.0,
-                        progress.get("durationMs", {}).get("triggerExecution"),
-                    )
+            query.awaitTermination(cast(Any, 0.5))
         if stop.is_set() and query.isActive:
             stop_gracefully(query)
-            logger.info('event="scorer stopped" query="%s" last_batch=%d', settings.query_name, last_batch)
+            logger.info('event="scorer stopped" query="%s"', settings.query_name)
             return 0
         exc = query.exception()
         if exc is not None:

@@ -1,0 +1,185 @@
+"""Progress of the scorer: per-batch counts via ``DataFrame.observe`` and a ``StreamingQueryListener``.
+
+The listener runs in the driver. It writes a small JSON progress file beside the
+checkpoint (atomically: write, then rename), which the sidecar exporter reads.
+A file survives a restart of either process; in a pod both containers mount the
+same volume. Totals in the file are cumulative across scorer restarts, so they
+can be exported as Prometheus counters.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from pyspark.sql import Column, DataFrame
+from pyspark.sql import functions as F
+from pyspark.sql.streaming import StreamingQueryListener
+
+from stream.codes import ERROR_CODES
+from stream.validate import ERROR_CODE
+
+logger = logging.getLogger(__name__)
+
+OBSERVATION = "heartrisk"
+# Upper bounds (seconds) of the end-to-end latency histogram; +Inf is implied.
+LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0)
+
+
+def _bucket_name(le: float) -> str:
+    return f"le_{str(le).replace('.', '_')}"
+
+
+def observed_columns() -> list[Column]:
+    """Aggregates recorded for every micro-batch (they run inside the query, in the JVM)."""
+    ok = F.col(ERROR_CODE).isNull()
+    latency_ms = F.unix_millis(F.col("scored_at")) - F.unix_millis(F.col("timestamp"))
+    cols = [
+        F.count(F.lit(1)).alias("rows"),
+        F.count_if(ok).alias("predictions"),
+        F.percentile_approx(F.when(ok, latency_ms), F.array(F.lit(0.5), F.lit(0.99)), F.lit(1000)).alias(
+            "latency_ms_p50_p99"
+        ),
+        F.sum(F.when(ok, latency_ms)).alias("latency_ms_sum"),
+    ]
+    cols += [F.count_if(ok & (latency_ms <= le * 1000)).alias(_bucket_name(le)) for le in LATENCY_BUCKETS]
+    cols += [F.count_if(F.col(ERROR_CODE) == code).alias(f"dlq_{code}") for code in ERROR_CODES]
+    return cols
+
+
+def observe_batch(df: DataFrame) -> DataFrame:
+    """Attach the per-batch observation to the scored rows."""
+    return df.observe(OBSERVATION, *observed_columns())
+
+
+def read_progress(path: Path) -> dict[str, Any] | None:
+    """The last progress written, or None."""
+    try:
+        data: dict[str, Any] = json.loads(path.read_text())
+        return data
+    except (FileNotFoundError, json.JSONDecodeError):
+        return None
+
+
+def write_progress(path: Path, data: dict[str, Any]) -> None:
+    """Atomic replace, so a reader never sees half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".progress-")
+    with os.fdopen(fd, "w") as f:
+        json.dump(data, f)
+    os.replace(tmp, path)
+
+
+def empty_totals() -> dict[str, Any]:
+    """Zeroed cumulative counters."""
+    return {
+        "batches": 0,
+        "input_rows": 0,
+        "predictions": 0,
+        "dead_letters": dict.fromkeys(ERROR_CODES, 0),
+        "latency_buckets": dict.fromkeys([str(b) for b in LATENCY_BUCKETS], 0),
+        "latency_count": 0,
+        "latency_sum_seconds": 0.0,
+    }
+
+
+class ProgressListener(StreamingQueryListener):
+    """Writes the scorer's progress file on start, on every progress event and on termination."""
+
+    def __init__(self, path: Path, query_name: str, model_version: str) -> None:
+        super().__init__()
+        self.path = path
+        self.query_name = query_name
+        self.model_version = model_version
+        previous = read_progress(path) or {}
+        self.state: dict[str, Any] = {
+            "query_name": query_name,
+            "model_version": model_version,
+            "state": "starting",
+            "pid": os.getpid(),
+            "updated_at": time.time(),
+            "last_progress_at": None,
+            "totals": previous.get("totals") or empty_totals(),
+        }
+        write_progress(path, self.state)
+
+    def _save(self) -> None:
+        self.state["updated_at"] = time.time()
+        write_progress(self.path, self.state)
+
+    def onQueryStarted(self, event: Any) -> None:  # noqa: N802 - Spark's API
+        """The query started (or restarted from its checkpoint)."""
+        if event.name != self.query_name:
+            return
+        self.state.update(state="active", query_id=str(event.id), run_id=str(event.runId))
+        self.state["last_progress_at"] = time.time()
+        self._save()
+
+    def onQueryProgress(self, event: Any) -> None:  # noqa: N802 - Spark's API
+        """One micro-batch finished (or an idle progress report)."""
+        p = event.progress
+        if p.name != self.query_name:
+            return
+        try:
+            self._record(p)
+        except Exception:  # the listener must never take the query down
+            logger.exception('event="progress not recorded" batch_id=%s', getattr(p, "batchId", "?"))
+
+    def _record(self, p: Any) -> None:
+        totals = self.state["totals"]
+        obs = p.observedMetrics.get(OBSERVATION) if p.observedMetrics else None
+        by_topic: dict[str, int] = {}
+        for src in p.sources:
+            metrics = src.metrics or {}
+            behind = metrics.get("maxOffsetsBehindLatest")
+            if behind is not None:
+                topic = src.description.split("[", 1)[-1].split("]", 1)[0].removeprefix("Subscribe").strip("[] ")
+                by_topic[topic] = int(float(behind))
+        durations = {k: v / 1000.0 for k, v in (p.durationMs or {}).items()}
+        self.state.update(
+            state="active",
+            batch_id=p.batchId,
+            last_progress_at=time.time(),
+            input_rows=p.numInputRows,
+            input_rows_per_second=p.inputRowsPerSecond or 0.0,
+            processed_rows_per_second=p.processedRowsPerSecond or 0.0,
+            batch_duration_seconds=durations.get("triggerExecution", 0.0),
+            phase_durations_seconds={k: v for k, v in durations.items() if k != "triggerExecution"},
+            offsets_behind_latest=by_topic,
+        )
+        if obs is not None and p.numInputRows:
+            row = obs.asDict()
+            totals["batches"] += 1
+            totals["input_rows"] += int(row["rows"])
+            totals["predictions"] += int(row["predictions"])
+            for code in ERROR_CODES:
+                totals["dead_letters"][code] = totals["dead_letters"].get(code, 0) + int(row[f"dlq_{code}"])
+            for le in LATENCY_BUCKETS:
+                totals["latency_buckets"][str(le)] += int(row[_bucket_name(le)])
+            totals["latency_count"] += int(row["predictions"])
+            totals["latency_sum_seconds"] += float(row["latency_ms_sum"] or 0) / 1000.0
+            quantiles = row["latency_ms_p50_p99"]
+            if quantiles:
+                self.state["latency_p50_seconds"] = quantiles[0] / 1000.0
+                self.state["latency_p99_seconds"] = quantiles[1] / 1000.0
+            logger.info(
+                'event="batch" batch_id=%d input_rows=%d predictions=%d dead_letters=%d rows_per_s=%.0f',
+                p.batchId, row["rows"], row["predictions"], int(row["rows"]) - int(row["predictions"]),
+                p.processedRowsPerSecond or 0.0,
+            )
+        self._save()
+
+    def onQueryIdle(self, event: Any) -> None:  # noqa: N802 - Spark's API
+        """No new data; still alive."""
+        self.state["last_progress_at"] = time.time()
+        self._save()
+
+    def onQueryTerminated(self, event: Any) -> None:  # noqa: N802 - Spark's API
+        """The query stopped or failed."""
+        self.state["state"] = "failed" if event.exception else "terminated"
+        self._save()

@@ -1,0 +1,220 @@
+"""Operators' view end to end: broker, scorer, exporter, a real Pushgateway and a real Prometheus."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from helpers import free_port, wait_for
+from stream.config import load_settings
+from stream.produce import MIXED_KINDS, Event, bad_event, generate, publish
+
+pytestmark = pytest.mark.integration
+
+HEARTRISK = str(Path(sys.executable).with_name("heartrisk"))
+QUERY = "monitored-scorer"
+
+
+def _get(url: str, timeout: float = 3.0) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as r:
+            return r.status, r.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode()
+    except OSError:
+        return 0, ""
+
+
+class Pushgateway:
+    def __init__(self, tmp: Path) -> None:
+        self.port = free_port()
+        self.tmp = tmp
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        binary = shutil.which("prometheus-pushgateway")
+        assert binary, "prometheus-pushgateway comes from Debian, installed by `make setup`"
+        self.proc = subprocess.Popen(
+            [binary, f"--web.listen-address=127.0.0.1:{self.port}"],
+            stdout=open(self.tmp / "pushgateway.log", "ab"),
+            stderr=subprocess.STDOUT,
+        )
+        wait_for(lambda: _get(f"http://127.0.0.1:{self.port}/-/ready")[0] == 200, 30, what="pushgateway ready")
+
+    def kill(self) -> None:
+        assert self.proc is not None
+        self.proc.kill()
+        self.proc.wait(10)
+
+    def groups(self) -> str:
+        return _get(f"http://127.0.0.1:{self.port}/metrics")[1]
+
+
+class Prometheus:
+    def __init__(self, tmp: Path, pushgateway_port: int) -> None:
+        self.port = free_port()
+        cfg = tmp / "prometheus.yml"
+        cfg.write_text(
+            "global: {scrape_interval: 1s, evaluation_interval: 1s}\n"
+            "scrape_configs:\n"
+            "  - job_name: pushgateway\n"
+            "    honor_labels: true\n"
+            f"    static_configs: [{{targets: ['127.0.0.1:{pushgateway_port}']}}]\n"
+        )
+        binary = shutil.which("prometheus")
+        assert binary, "prometheus comes from Debian, installed by `make setup`"
+        self.proc = subprocess.Popen(
+            [
+                binary,
+                f"--config.file={cfg}",
+                f"--storage.tsdb.path={tmp / 'tsdb'}",
+                f"--web.listen-address=127.0.0.1:{self.port}",
+            ],
+            stdout=open(tmp / "prometheus.log", "ab"),
+            stderr=subprocess.STDOUT,
+        )
+        wait_for(lambda: _get(f"http://127.0.0.1:{self.port}/-/ready")[0] == 200, 60, what="prometheus ready")
+
+    def query(self, promql: str) -> dict[tuple, float]:
+        url = f"http://127.0.0.1:{self.port}/api/v1/query?" + urllib.parse.urlencode({"query": promql})
+        status, body = _get(url)
+        if status != 200:
+            return {}
+        out = {}
+        for r in json.loads(body)["data"]["result"]:
+            out[tuple(sorted(r["metric"].items()))] = float(r["value"][1])
+        return out
+
+    def scalar(self, promql: str) -> float | None:
+        values = list(self.query(promql).values())
+        return values[0] if len(values) == 1 else None
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(30)
+
+
+@pytest.fixture
+def stack(kafka_bootstrap, make_topics, tmp_path):
+    inp, out, dlq = make_topics("events", "predictions", "dlq")
+    gateway = Pushgateway(tmp_path)
+    gateway.start()
+    prom = Prometheus(tmp_path, gateway.port)
+    exporter_port = free_port()
+    env = {
+        **os.environ,
+        "HEARTRISK_BOOTSTRAP_SERVERS": kafka_bootstrap,
+        "HEARTRISK_INPUT_TOPIC": inp,
+        "HEARTRISK_OUTPUT_TOPIC": out,
+        "HEARTRISK_DLQ_TOPIC": dlq,
+        "HEARTRISK_QUERY_NAME": QUERY,
+        "HEARTRISK_CHECKPOINT_DIR": str(tmp_path / "checkpoints"),
+        "HEARTRISK_SPARK_MASTER": "local[2]",
+        "HEARTRISK_TRIGGER": "processing-time=500ms",
+        "HEARTRISK_PUSHGATEWAY": f"127.0.0.1:{gateway.port}",
+        "HEARTRISK_EXPORTER_PORT": str(exporter_port),
+        "HEARTRISK_EXPORTER_INTERVAL": "1",
+        "HEARTRISK_STALE_AFTER": "30",
+    }
+    procs: dict[str, subprocess.Popen] = {}
+
+    def start(name: str, *args: str) -> subprocess.Popen:
+        procs[name] = subprocess.Popen(
+            [HEARTRISK, *args], env=env, stdout=open(tmp_path / f"{name}.log", "ab"), stderr=subprocess.STDOUT
+        )
+        return procs[name]
+
+    settings = load_settings({"bootstrap_servers": kafka_bootstrap, "input_topic": inp})
+    yield {
+        "gateway": gateway, "prom": prom, "start": start, "procs": procs, "settings": settings,
+        "healthz": f"http://127.0.0.1:{exporter_port}/healthz", "metrics": f"http://127.0.0.1:{exporter_port}/metrics",
+        "tmp": tmp_path,
+    }
+    for p in procs.values():
+        if p.poll() is None:
+            p.send_signal(signal.SIGTERM)
+            try:
+                p.wait(60)
+            except subprocess.TimeoutExpired:
+                p.kill()
+    if gateway.proc and gateway.proc.poll() is None:
+        gateway.kill()
+    prom.stop()
+
+
+def _sel(metric: str) -> str:
+    return f'{metric}{{job="heartrisk",instance="{QUERY}"}}'
+
+
+def test_counts_outage_and_scorer_down_through_real_prometheus(stack):
+    prom: Prometheus = stack["prom"]
+    gateway: Pushgateway = stack["gateway"]
+    settings = stack["settings"]
+    scorer = stack["start"]("scorer", "score")
+    exporter = stack["start"]("exporter", "exporter")
+
+    n_valid, n_bad = 500, 50
+    valid = list(generate(n_valid, "synthetic", settings, seed=21))
+    bad = [bad_event(MIXED_KINDS[i % len(MIXED_KINDS)], i) for i in range(n_bad)]
+    publish(iter(valid + bad), n_valid + n_bad, settings, progress=False)
+    expected_codes = Counter(e.expected_code for e in bad)
+
+    # Counts reach Prometheus through exporter -> Pushgateway -> scrape.
+    wait_for(lambda: prom.scalar(_sel("heartrisk_predictions_total")) == n_valid, 240, what="predictions in Prometheus")
+    wait_for(
+        lambda: prom.scalar(f'sum({_sel("heartrisk_dead_letters_total")})') == n_bad, 60, what="dead letters"
+    )
+    by_code = prom.query(f'sum by (error_code) ({_sel("heartrisk_dead_letters_total")}) > 0')
+    assert {dict(k)["error_code"]: int(v) for k, v in by_code.items()} == dict(expected_codes)
+    assert prom.scalar(_sel("heartrisk_input_rows_total")) == n_valid + n_bad
+    wait_for(lambda: prom.scalar(_sel("heartrisk_offsets_behind_latest_max")) == 0, 60, what="lag back to 0")
+    assert prom.scalar(_sel("heartrisk_up")) == 1
+    assert prom.scalar(f'count({_sel("heartrisk_model_info")})') == 1
+    assert _get(stack["healthz"])[0] == 200
+    sample = gateway.groups()
+    print("\nsample of pushed metrics:\n" + "\n".join(
+        line for line in sample.splitlines() if line.startswith("heartrisk_") and "bucket" not in line
+    )[:3000])
+
+    # Pushgateway outage of 30 s: the exporter keeps running and retrying, the scorer keeps scoring.
+    gateway.kill()
+    outage_start = time.monotonic()
+    more = list(generate(100, "synthetic", settings, seed=22))
+    publish(iter(more), 100, settings, progress=False)
+    wait_for(
+        lambda: f"heartrisk_predictions_total {float(n_valid + 100)}" in _get(stack["metrics"])[1],
+        120, what="exporter's own /metrics sees the new predictions during the outage",
+    )
+    wait_for(lambda: time.monotonic() - outage_start >= 30, 40, interval_s=1, what="30 s of outage")
+    assert exporter.poll() is None, "the exporter survived the outage"
+    assert scorer.poll() is None, "the scorer survived the outage"
+    assert "push failed" in (stack["tmp"] / "exporter.log").read_text()
+    gateway.start()
+    wait_for(
+        lambda: prom.scalar(_sel("heartrisk_predictions_total")) == n_valid + 100, 120, what="counts after outage"
+    )
+
+    # Scorer down: /healthz fails and heartrisk_up goes to 0.
+    scorer.send_signal(signal.SIGTERM)
+    assert scorer.wait(120) == 0
+    wait_for(lambda: _get(stack["healthz"])[0] == 503, 30, what="/healthz 503")
+    wait_for(lambda: prom.scalar(_sel("heartrisk_up")) == 0, 60, what="heartrisk_up 0")
+    pushed = gateway.groups()
+    assert "heartrisk_predictions_total" not in pushed, "a down scorer's last numbers are not pushed on"
+
+    # Clean exporter shutdown deletes its group.
+    exporter.send_signal(signal.SIGTERM)
+    assert exporter.wait(30) == 0
+    assert f'instance="{QUERY}"' not in gateway.groups()

@@ -118,7 +118,11 @@ SPECS: dict[str, Spec] = {
         # The scorer.
         Spec("query_name", "heartrisk-scorer", "streaming query name; also its checkpoint folder name"),
         Spec("checkpoint_dir", "checkpoints", "parent of the checkpoint folders (any Hadoop path)"),
-        Spec("trigger", "processing-time=1s", "processing-time=<duration> | available-now"),
+        Spec(
+            "trigger",
+            "processing-time=1s",
+            "processing-time=<duration> | available-now | real-time[=<checkpoint interval>]",
+        ),
         Spec(
             "max_offsets_per_trigger",
             200_000,

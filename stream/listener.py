@@ -97,6 +97,8 @@ class ProgressListener(StreamingQueryListener):
         self.query_name = query_name
         self.model_version = model_version
         previous = read_progress(path) or {}
+        self.query_id: str | None = None
+        self.closed = False
         self.state: dict[str, Any] = {
             "query_name": query_name,
             "model_version": model_version,
@@ -114,8 +116,9 @@ class ProgressListener(StreamingQueryListener):
 
     def onQueryStarted(self, event: Any) -> None:  # noqa: N802 - Spark's API
         """The query started (or restarted from its checkpoint)."""
-        if event.name != self.query_name:
+        if event.name != self.query_name or self.closed or self.query_id not in (None, str(event.id)):
             return
+        self.query_id = str(event.id)
         self.state.update(state="active", query_id=str(event.id), run_id=str(event.runId))
         self.state["last_progress_at"] = time.time()
         self._save()
@@ -123,7 +126,7 @@ class ProgressListener(StreamingQueryListener):
     def onQueryProgress(self, event: Any) -> None:  # noqa: N802 - Spark's API
         """One micro-batch finished (or an idle progress report)."""
         p = event.progress
-        if p.name != self.query_name:
+        if self.closed or str(p.id) != self.query_id:
             return
         try:
             self._record(p)
@@ -176,10 +179,15 @@ class ProgressListener(StreamingQueryListener):
 
     def onQueryIdle(self, event: Any) -> None:  # noqa: N802 - Spark's API
         """No new data; still alive."""
+        if self.closed or str(event.id) != self.query_id:
+            return
         self.state["last_progress_at"] = time.time()
         self._save()
 
     def onQueryTerminated(self, event: Any) -> None:  # noqa: N802 - Spark's API
-        """The query stopped or failed."""
+        """The query stopped or failed; this listener is then done."""
+        if self.closed or str(event.id) != self.query_id:
+            return
+        self.closed = True
         self.state["state"] = "failed" if event.exception else "terminated"
         self._save()

@@ -23,11 +23,11 @@ from stream.checkpoint import check_fingerprint
 from stream.config import Settings
 from stream.decode import decode_events
 from stream.encode import encode_output, stamp_scored_at
-from stream.errors import BrokerError, HeartriskError
+from stream.errors import BrokerError, ConfigError, HeartriskError
 from stream.listener import ProgressListener, observe_batch
 from stream.model import LoadedModel, load_metadata, load_model
 from stream.score import score_events
-from stream.sink import write_predictions
+from stream.sink import is_real_time, write_predictions
 from stream.source import read_events
 from stream.validate import validate_events
 
@@ -76,9 +76,32 @@ def check_broker(settings: Settings) -> None:
         raise BrokerError(msg)
 
 
+def check_real_time(spark: SparkSession, settings: Settings) -> None:
+    """Real-time mode runs one long task per input partition: it needs a task slot for each.
+
+    Raises:
+        ConfigError: fewer task slots than input partitions.
+    """
+    if not is_real_time(settings.trigger):
+        return
+    from confluent_kafka.admin import AdminClient
+
+    md = AdminClient(settings.kafka_client_config()).list_topics(settings.input_topic, timeout=10)
+    partitions = len(md.topics[settings.input_topic].partitions)
+    slots = spark.sparkContext.defaultParallelism
+    if slots < partitions:
+        msg = (
+            f"real-time mode needs at least one task slot per input partition: {settings.input_topic!r} has "
+            f"{partitions} partitions but Spark has {slots} slots. Use --spark-master local[{partitions}] "
+            "(or more executor cores), or a micro-batch trigger"
+        )
+        raise ConfigError(msg)
+
+
 def start_scorer(spark: SparkSession, settings: Settings, model: LoadedModel) -> StreamingQuery:
-    """Check the checkpoint, then start the streaming query."""
+    """Check the checkpoint (and real-time mode's needs), then start the streaming query."""
     check_fingerprint(spark, settings)
+    check_real_time(spark, settings)
     spark.streams.addListener(ProgressListener(settings.progress_path, settings.query_name, model.version))
     out = build_output(read_events(spark, settings), model, settings, observe=True)
     query = write_predictions(out, settings).start()
@@ -89,8 +112,16 @@ def start_scorer(spark: SparkSession, settings: Settings, model: LoadedModel) ->
     return query
 
 
-def stop_gracefully(query: StreamingQuery, timeout_s: float = STOP_WAIT_S) -> None:
-    """Wait for the micro-batch in flight to commit, then stop between batches."""
+def stop_gracefully(query: StreamingQuery, timeout_s: float = STOP_WAIT_S, real_time: bool = False) -> None:
+    """Wait for the micro-batch in flight to commit, then stop between batches.
+
+    In real-time mode a "batch" is a long-running checkpoint interval that is
+    always active, so there is nothing to wait for: the query stops at once and
+    records since the last checkpoint may be written again on restart.
+    """
+    if real_time:
+        query.stop()
+        return
     deadline = time.monotonic() + timeout_s
     while query.isActive and time.monotonic() < deadline:
         status = query.status
@@ -120,7 +151,7 @@ def run_scorer(settings: Settings) -> int:
         while query.isActive and not stop.is_set():
             query.awaitTermination(cast(Any, 0.5))
         if stop.is_set() and query.isActive:
-            stop_gracefully(query)
+            stop_gracefully(query, real_time=is_real_time(settings.trigger))
             logger.info('event="scorer stopped" query="%s"', settings.query_name)
             return 0
         exc = query.exception()

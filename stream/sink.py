@@ -14,8 +14,24 @@ from stream.errors import ConfigError
 _DURATION = re.compile(r"^\s*\d+(\.\d+)?\s*(ms|s|sec|seconds?|m|min|minutes?)?\s*$")
 
 
+REAL_TIME_DEFAULT_INTERVAL = "5 seconds"
+
+
+def _spark_duration(arg: str) -> str:
+    """``500ms`` / ``1s`` / ``2m`` / ``3`` -> Spark's interval text."""
+    text = arg.strip()
+    text = re.sub(r"(\d)\s*ms$", r"\1 milliseconds", text)
+    text = re.sub(r"(\d)\s*(s|sec)$", r"\1 seconds", text)
+    text = re.sub(r"(\d)\s*m(in)?$", r"\1 minutes", text)
+    if text.replace(".", "").isdigit():
+        text += " seconds"
+    return text
+
+
 def parse_trigger(text: str) -> dict[str, object]:
-    """``processing-time=1s`` | ``available-now`` -> kwargs for ``DataStreamWriter.trigger``.
+    """``processing-time=1s`` | ``available-now`` | ``real-time[=5s]`` -> kwargs for ``DataStreamWriter.trigger``.
+
+    In real-time mode the duration is Spark's checkpoint interval, not a latency target.
 
     Raises:
         ConfigError: any other value.
@@ -23,16 +39,21 @@ def parse_trigger(text: str) -> dict[str, object]:
     kind, _, arg = text.strip().partition("=")
     kind = kind.strip().lower()
     if kind == "processing-time" and _DURATION.match(arg or ""):
-        unit_fixed = re.sub(r"(\d)\s*s$", r"\1 seconds", arg.strip())
-        unit_fixed = re.sub(r"(\d)\s*ms$", r"\1 milliseconds", unit_fixed)
-        unit_fixed = re.sub(r"(\d)\s*m(in)?$", r"\1 minutes", unit_fixed)
-        if unit_fixed.replace(".", "").isdigit():
-            unit_fixed += " seconds"
-        return {"processingTime": unit_fixed}
+        return {"processingTime": _spark_duration(arg)}
     if kind == "available-now" and not arg:
         return {"availableNow": True}
-    msg = f"trigger {text!r} is not valid: use processing-time=<duration> (e.g. 1s, 500ms) or available-now"
+    if kind == "real-time" and (not arg or _DURATION.match(arg)):
+        return {"realTime": _spark_duration(arg) if arg else REAL_TIME_DEFAULT_INTERVAL}
+    msg = (
+        f"trigger {text!r} is not valid: use processing-time=<duration> (e.g. 1s, 500ms), "
+        "available-now, or real-time[=<checkpoint interval>]"
+    )
     raise ConfigError(msg)
+
+
+def is_real_time(trigger: str) -> bool:
+    """Whether the trigger setting selects Spark's real-time mode."""
+    return trigger.strip().lower().startswith("real-time")
 
 
 def write_predictions(df: DataFrame, settings: Settings) -> DataStreamWriter:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pyspark.sql import DataFrame, SparkSession
 
 from stream.config import Settings
+from stream.sink import is_real_time
 
 RAW_COLUMNS = ("key", "value", "topic", "partition", "offset", "timestamp")
 
@@ -16,7 +17,9 @@ def read_events(spark: SparkSession, settings: Settings) -> DataFrame:
         .options(**settings.spark_kafka_options())
         .option("subscribe", settings.input_topic)
         .option("startingOffsets", settings.starting_offsets)
-        .option("maxOffsetsPerTrigger", str(settings.max_offsets_per_trigger))
         .option("failOnDataLoss", "true")
     )
+    if not is_real_time(settings.trigger):
+        # real-time mode reads continuously and refuses a per-batch cap
+        reader = reader.option("maxOffsetsPerTrigger", str(settings.max_offsets_per_trigger))
     return reader.load().select(*RAW_COLUMNS)

@@ -1,0 +1,68 @@
+"""Real-time mode (Spark's low-latency trigger) on the same query, no second code path."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import Counter
+
+import pytest
+from helpers import consume
+
+from stream.config import load_settings
+from stream.errors import ConfigError
+from stream.produce import MIXED_KINDS, bad_event, generate, publish
+from stream.query import start_scorer, stop_gracefully
+from stream.sink import parse_trigger
+
+pytestmark = pytest.mark.integration
+
+
+def test_trigger_parsing():
+    assert parse_trigger("real-time") == {"realTime": "5 seconds"}
+    assert parse_trigger("real-time=10s") == {"realTime": "10 seconds"}
+    assert parse_trigger("processing-time=500ms") == {"processingTime": "500 milliseconds"}
+    with pytest.raises(ConfigError, match="real-time"):
+        parse_trigger("continuous=1s")
+
+
+def _settings(kafka_bootstrap, topics, tmp_path):
+    inp, out, dlq = topics
+    return load_settings(
+        {
+            "bootstrap_servers": kafka_bootstrap,
+            "input_topic": inp,
+            "output_topic": out,
+            "dlq_topic": dlq,
+            "checkpoint_dir": str(tmp_path / "ck"),
+            "trigger": "real-time=2s",
+        }
+    )
+
+
+def test_real_time_mode_scores_and_reconciles(spark, model, kafka_bootstrap, make_topics, tmp_path):
+    # the session's Spark is local[2]: two input partitions, one task slot each
+    settings = _settings(kafka_bootstrap, make_topics("rt-in", "rt-out", "rt-dlq", partitions=2), tmp_path)
+    query = start_scorer(spark, settings, model)
+    try:
+        valid = list(generate(500, "synthetic", settings, seed=31))
+        bad = [bad_event(MIXED_KINDS[i % len(MIXED_KINDS)], i) for i in range(26)]
+        publish(iter(valid + bad), len(valid) + len(bad), settings, progress=False)
+        preds = consume(settings.bootstrap_servers, settings.output_topic, lambda r: len(r) >= 500, 120)
+        dead = consume(settings.bootstrap_servers, settings.dlq_topic, lambda r: len(r) >= 26, 60)
+        assert query.isActive and query.exception() is None
+    finally:
+        stop_gracefully(query, real_time=True)
+    ids = Counter(json.loads(m.value())["event_id"] for m in preds)
+    assert set(ids) == {json.loads(e.value)["event_id"] for e in valid}
+    codes = Counter(json.loads(m.value())["error_code"] for m in dead)
+    assert codes == Counter(e.expected_code for e in bad)
+
+
+def test_real_time_mode_refuses_too_few_task_slots(spark, model, kafka_bootstrap, make_topics, tmp_path):
+    settings = _settings(kafka_bootstrap, make_topics("rt3-in", "rt3-out", "rt3-dlq", partitions=3), tmp_path)
+    started = time.monotonic()
+    with pytest.raises(ConfigError, match="needs at least one task slot per input partition"):
+        start_scorer(spark, settings, model)
+    assert time.monotonic() - started < 60
+    assert not any(q.isActive for q in spark.streams.active)

@@ -17,10 +17,10 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from stream.config import Settings
+from stream.decode import event_ddl
 from stream.errors import ConfigError
 from stream.model import LoadedModel
 from stream.query import build_output
-from stream.schema import ENVELOPE_FIELDS, clinical_fields
 
 logger = logging.getLogger(__name__)
 
@@ -62,11 +62,6 @@ def detect_format(path: Path) -> FileFormat:
     raise ConfigError(msg)
 
 
-def _csv_schema() -> str:
-    cols = [f"`{n}` string" for n in ENVELOPE_FIELDS] + [f"`{f.name}` {f.spark_type}" for f in clinical_fields()]
-    return ", ".join(cols)
-
-
 def read_as_kafka_rows(spark: SparkSession, path: Path, fmt: FileFormat) -> DataFrame:
     """Input rows shaped like the Kafka source: key, value, topic, partition, offset, timestamp."""
     if fmt == "json":
@@ -75,7 +70,7 @@ def read_as_kafka_rows(spark: SparkSession, path: Path, fmt: FileFormat) -> Data
     else:
         if fmt == "csv":
             raw = spark.read.options(header=True, enforceSchema=False).csv(str(path))
-            wanted = {c.split("`")[1]: c.split("` ")[1] for c in _csv_schema().split(", ")}
+            wanted = {c.split("`")[1]: c.split("` ")[1] for c in event_ddl().split(", ")}
             raw = raw.select(
                 *[F.col(f"`{c}`").cast(wanted[c]).alias(c) if c in wanted else F.col(f"`{c}`") for c in raw.columns]
             )

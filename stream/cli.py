@@ -250,6 +250,21 @@ def _exporter(args: argparse.Namespace, s: Settings) -> int:
     return run_exporter(cfg)
 
 
+def _bench(args: argparse.Namespace, s: Settings) -> int:
+    from pathlib import Path
+
+    try:
+        from bench.run import run_bench
+    except ImportError as exc:
+        from stream.errors import SetupError
+
+        msg = f"the benchmark needs the dev extras ({exc.name} missing): run `make setup`"
+        raise SetupError(msg) from exc
+    path = run_bench(s, quick=args.quick, results_dir=Path(args.results_dir))
+    print(f"results: {path} (+ .md and .png beside it)")
+    return 0
+
+
 def _run(args: argparse.Namespace, s: Settings) -> int:
     from stream.run import run
 
@@ -318,6 +333,13 @@ def build_parser() -> argparse.ArgumentParser:
         "run the streaming scorer until SIGINT/SIGTERM (the batch in flight finishes first)",
         _score, SCORER,
     )
+    bn = _new(
+        sub, "bench",
+        "benchmark on the local broker: throughput, latency (micro-batch and real-time), ceiling, baselines",
+        _bench, (*LOCAL_BROKER, "model_dir", *(n for n in SPARK if n not in LOCAL_BROKER)),
+    )
+    bn.add_argument("--quick", action="store_true", help="scaled-down run (under 3 minutes), as CI runs it")
+    bn.add_argument("--results-dir", default="bench/results", help="where the JSON, Markdown and PNGs go")
     _new(
         sub, "exporter",
         "sidecar: push the scorer's throughput, latency and lag to a Pushgateway; serve /metrics, /healthz",

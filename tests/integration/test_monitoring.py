@@ -16,10 +16,10 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-
 from helpers import free_port, wait_for
+
 from stream.config import load_settings
-from stream.produce import MIXED_KINDS, Event, bad_event, generate, publish
+from stream.produce import MIXED_KINDS, bad_event, generate, publish
 
 pytestmark = pytest.mark.integration
 

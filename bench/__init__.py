@@ -1,0 +1,1 @@
+"""heartrisk bench: throughput, latency, ceiling, baselines and scaling, measured in one run."""

@@ -1,0 +1,54 @@
+"""`heartrisk bench --quick` as a smoke test: the outputs exist and the predictions reconcile.
+
+No timing is asserted here; figures come from the full bench run (bench/README.md).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from helpers import free_port
+
+pytestmark = pytest.mark.integration
+
+HEARTRISK = str(Path(sys.executable).with_name("heartrisk"))
+
+
+def test_bench_quick_writes_results_that_reconcile(tmp_path):
+    env = {
+        **os.environ,
+        "HEARTRISK_KAFKA_PORT": str(free_port()),
+        "HEARTRISK_KAFKA_CONTROLLER_PORT": str(free_port()),
+        "HEARTRISK_KAFKA_STATE_DIR": str(tmp_path / "kafka"),
+    }
+    out = tmp_path / "results"
+    r = subprocess.run(
+        [HEARTRISK, "bench", "--quick", "--results-dir", str(out)],
+        env=env, capture_output=True, text=True, timeout=900,
+    )
+    assert r.returncode == 0, r.stderr[-4000:]
+    (json_path,) = out.glob("*-quick.json")
+    assert json_path.with_suffix(".md").is_file()
+    assert json_path.with_name(json_path.stem + "-latency-cdf.png").stat().st_size > 1000
+    assert json_path.with_name(json_path.stem + "-throughput.png").stat().st_size > 1000
+    res = json.loads(json_path.read_text())
+    thr = res["throughput"]
+    assert thr["predictions"] == thr["events"] == thr["distinct_event_ids"], "every event scored"
+    assert thr["completed"] is True
+    assert res["ceiling"]["events"] == thr["events"]
+    assert res["baseline_python"]["same_probabilities"] is True
+    assert res["baseline_python"]["compared_with_spark"] == res["baseline_python"]["events"]
+    assert res["baseline_per_request"]["events"] > 0
+    modes = {row["mode"] for row in res["latency"]}
+    assert modes == {"micro-batch", "real-time"}
+    assert all(row["drained"] and row["latency_ms"]["count"] > 0 for row in res["latency"])
+    for group in ("partitions", "backlog"):
+        assert res["scaling"][group]
+        assert all(x["predictions"] == x["events"] for x in res["scaling"][group])
+    assert {t["figure"] for t in res["targets"]} >= {"end-to-end throughput (events/s)"}
+    assert "## Against the targets" in json_path.with_suffix(".md").read_text()

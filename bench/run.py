@@ -131,8 +131,8 @@ class Bench:
         secs = self.preload(t[0], n)
         sc = self.scorer(t, name, "processing-time=0", max_offsets)
         ok = wait_for_total(self.s, t[1], n, timeout_s=max(120, n / 2000))
-        batches = sc.batches()
         scorer_res = self.stop_scorer(sc)
+        batches = sc.batches()  # after the stop: the listener logs a batch only once its progress arrives
         resources = {"scorer": scorer_res, **{k: self.sampler.snapshot(k) for k in ("broker", "generator")}}
         out = read_output(self.s, t[1], n)
         durations = [float(b.get("rows_per_s", 0)) for b in batches]

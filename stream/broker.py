@@ -157,8 +157,9 @@ class LocalBroker:
         if (self.data_dir / "meta.properties").exists():
             return
         cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        # "--cluster-id=<id>": a base64 id may start with "-", which argparse would read as a flag
         cmd = self._java_cmd(
-            "kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(self.config_file)
+            "kafka.tools.StorageTool", "format", f"--cluster-id={cluster_id}", "-c", str(self.config_file)
         )
         proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
         if proc.returncode != 0:

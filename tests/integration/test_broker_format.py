@@ -5,8 +5,8 @@ from __future__ import annotations
 import uuid
 
 import pytest
-
 from helpers import free_port
+
 from stream.broker import LocalBroker
 from stream.config import PROJECT_ROOT
 

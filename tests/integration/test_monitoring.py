@@ -158,7 +158,7 @@ def _sel(metric: str) -> str:
     return f'{metric}{{job="heartrisk",instance="{QUERY}"}}'
 
 
-def test_counts_outage_and_scorer_down_through_real_prometheus(stack):
+def test_counts_outage_and_scorer_down_through_real_prometheus(stack, capsys):
     prom: Prometheus = stack["prom"]
     gateway: Pushgateway = stack["gateway"]
     settings = stack["settings"]
@@ -184,9 +184,9 @@ def test_counts_outage_and_scorer_down_through_real_prometheus(stack):
     assert prom.scalar(f'count({_sel("heartrisk_model_info")})') == 1
     assert _get(stack["healthz"])[0] == 200
     sample = gateway.groups()
-    print("\nsample of pushed metrics:\n" + "\n".join(
-        line for line in sample.splitlines() if line.startswith("heartrisk_") and "bucket" not in line
-    )[:3000])
+    pushed = [line for line in sample.splitlines() if line.startswith("heartrisk_") and "bucket" not in line]
+    with capsys.disabled():
+        print("\nsample of pushed metrics:\n" + "\n".join(pushed)[:3000])
 
     # Pushgateway outage of 30 s: the exporter keeps running and retrying, the scorer keeps scoring.
     gateway.kill()

@@ -18,7 +18,7 @@ pytestmark = pytest.mark.integration
 HEARTRISK = str(Path(sys.executable).with_name("heartrisk"))
 
 
-def test_train_from_committed_data(tmp_path):
+def test_train_from_committed_data(tmp_path, capsys):
     models = tmp_path / "heart_lr"
     env = {**os.environ, "HEARTRISK_MODEL_DIR": str(models), "HEARTRISK_SPARK_MASTER": "local[2]"}
     started = time.monotonic()
@@ -27,12 +27,14 @@ def test_train_from_committed_data(tmp_path):
     )
     elapsed = time.monotonic() - started
     assert r.returncode == 0, r.stderr[-3000:]
-    print(f"\ntraining took {elapsed:.0f}s")
+    with capsys.disabled():
+        print(f"\ntraining took {elapsed:.0f}s")
     assert "CV AUC" in r.stdout and "calibration" in r.stdout
     assert (models / "CURRENT").read_text().strip() == "ci"
     meta = load_metadata(models)  # validates against schemas/model.schema.json and the manifest
     m = meta["metrics"]
-    print(f"CV AUC {m['cv_auc']} oof AUC {m['oof_auc']} accuracy {m['oof_accuracy']} Brier {m['oof_brier']}")
+    with capsys.disabled():
+        print(f"CV AUC {m['cv_auc']} oof AUC {m['oof_auc']} accuracy {m['oof_accuracy']} Brier {m['oof_brier']}")
     assert m["cv_auc"] >= 0.88
     assert m["oof_accuracy"] >= 0.78
     assert m["oof_brier"] <= 0.16

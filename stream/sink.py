@@ -15,6 +15,20 @@ _DURATION = re.compile(r"^\s*\d+(\.\d+)?\s*(ms|s|sec|seconds?|m|min|minutes?)?\s
 
 
 REAL_TIME_DEFAULT_INTERVAL = "5 seconds"
+REAL_TIME_MIN_SECONDS = 5.0
+
+
+def _seconds(arg: str) -> float:
+    """``500ms`` / ``5s`` / ``2m`` / ``3`` -> seconds."""
+    m = re.match(r"^\s*(\d+(?:\.\d+)?)\s*([a-z]*)\s*$", arg)
+    if not m:
+        return 0.0
+    value, unit = float(m.group(1)), m.group(2)
+    if unit == "ms":
+        return value / 1000
+    if unit.startswith("m"):
+        return value * 60
+    return value
 
 
 def _spark_duration(arg: str) -> str:
@@ -43,6 +57,12 @@ def parse_trigger(text: str) -> dict[str, object]:
     if kind == "available-now" and not arg:
         return {"availableNow": True}
     if kind == "real-time" and (not arg or _DURATION.match(arg)):
+        if arg and _seconds(arg) < REAL_TIME_MIN_SECONDS:
+            msg = (
+                f"trigger {text!r}: the real-time checkpoint interval must be at least "
+                f"{REAL_TIME_MIN_SECONDS:g}s (Spark's spark.sql.streaming.realTimeMode.minBatchDuration)"
+            )
+            raise ConfigError(msg)
         return {"realTime": _spark_duration(arg) if arg else REAL_TIME_DEFAULT_INTERVAL}
     msg = (
         f"trigger {text!r} is not valid: use processing-time=<duration> (e.g. 1s, 500ms), "

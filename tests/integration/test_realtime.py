@@ -21,6 +21,8 @@ pytestmark = pytest.mark.integration
 def test_trigger_parsing():
     assert parse_trigger("real-time") == {"realTime": "5 seconds"}
     assert parse_trigger("real-time=10s") == {"realTime": "10 seconds"}
+    with pytest.raises(ConfigError, match="at least 5s"):
+        parse_trigger("real-time=2s")
     assert parse_trigger("processing-time=500ms") == {"processingTime": "500 milliseconds"}
     with pytest.raises(ConfigError, match="real-time"):
         parse_trigger("continuous=1s")
@@ -35,7 +37,7 @@ def _settings(kafka_bootstrap, topics, tmp_path):
             "output_topic": out,
             "dlq_topic": dlq,
             "checkpoint_dir": str(tmp_path / "ck"),
-            "trigger": "real-time=2s",
+            "trigger": "real-time=5s",
         }
     )
 

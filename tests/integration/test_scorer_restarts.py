@@ -66,20 +66,27 @@ def test_kill_9_while_events_flow_then_restart_loses_nothing(env_and_settings, c
     publish(iter(events[:warm_up]), warm_up, settings, progress=False)
     scorer = start(env, tmp / "scorer1.log")
     consume(settings.bootstrap_servers, settings.output_topic, lambda r: len(r) >= warm_up, 180)
-    producer = threading.Thread(
-        target=publish,
-        args=(iter(events[warm_up:]), total - warm_up, settings),
-        kwargs={"rate": 5000, "progress": False},
-    )
+    killed = threading.Event()
+    half = total // 2
+
+    def produce_around_the_kill() -> None:
+        # the first half flows while the scorer runs; the second half waits for the kill, so the
+        # kill always lands mid-stream however fast or slow this machine is
+        publish(iter(events[warm_up:half]), half - warm_up, settings, rate=5000, progress=False)
+        killed.wait(300)
+        publish(iter(events[half:]), total - half, settings, rate=5000, progress=False)
+
+    producer = threading.Thread(target=produce_around_the_kill)
     producer.start()
     try:
         # kill while the stream is flowing: predictions coming out, the producer still publishing
-        consume(settings.bootstrap_servers, settings.output_topic, lambda r: len(r) >= warm_up + 10_000, 180)
-        assert producer.is_alive(), "the kill must happen while events are still flowing"
+        consume(settings.bootstrap_servers, settings.output_topic, lambda r: len(r) >= warm_up + 5_000, 180)
+        assert producer.is_alive(), "the kill happens while events are still flowing"
         os.killpg(scorer.pid, signal.SIGKILL)
         scorer.wait(30)
         assert scorer.returncode == -signal.SIGKILL
     finally:
+        killed.set()
         producer.join(120)
 
     scorer = start(env, tmp / "scorer2.log")

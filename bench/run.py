@@ -51,7 +51,7 @@ class Plan:
 FULL = Plan(1_000_000, 3, (1_000, 10_000, 50_000), (1_000, 5_000, 10_000, 50_000), 6.0, 10.0, 200, 200_000,
             (1, 2, 3), 100_000, (10_000, 50_000, 200_000), 100_000)
 # --quick: one scorer per scenario kind, tiny sizes; it checks the harness, its figures mean little.
-QUICK = Plan(20_000, 1, (1_000,), (1_000,), 2.0, 5.0, 10, 20_000, (1,), 5_000, (), 5_000)
+QUICK = Plan(10_000, 1, (1_000,), (1_000,), 2.0, 4.0, 5, 10_000, (1,), 5_000, (), 5_000)
 
 # The tuned defaults the throughput scenario runs with (see bench/README.md).
 THROUGHPUT_MAX_OFFSETS = 200_000

@@ -31,6 +31,14 @@ READY_TIMEOUT_S = 180.0
 STOP_TIMEOUT_S = 120.0
 
 
+def say(msg: str) -> None:
+    """A status line on stderr that never raises: the terminal or pipe may be gone by cleanup time."""
+    try:
+        print(msg, file=sys.stderr, flush=True)
+    except OSError:
+        pass
+
+
 def end_offsets(settings: Settings, topic: str) -> dict[int, int]:
     """Current end offset of each partition of a topic."""
     consumer = Consumer(settings.kafka_client_config(**{"group.id": "heartrisk-run", "enable.auto.commit": False}))
@@ -75,7 +83,7 @@ def run(settings: Settings, replay: bool = True, log_dir: Path | None = None) ->
     """Broker up, scorer up, replay, tail until Ctrl-C, then stop everything we started."""
     broker = LocalBroker.from_settings(settings)
     started_broker = broker.up(topics=[settings.input_topic, settings.output_topic, settings.dlq_topic])
-    print(f"broker {'started' if started_broker else 'already running'} at {broker.bootstrap}", file=sys.stderr)
+    say(f"broker {'started' if started_broker else 'already running'} at {broker.bootstrap}")
     log_dir = log_dir or settings.path(".run")
     log_dir.mkdir(parents=True, exist_ok=True)
     log = log_dir / "scorer.log"
@@ -90,24 +98,30 @@ def run(settings: Settings, replay: bool = True, log_dir: Path | None = None) ->
         stdin=subprocess.DEVNULL,
         start_new_session=True,
     )
-    print(f"scorer starting (pid {scorer.pid}, log {log}) ...", file=sys.stderr, flush=True)
+    say(f"scorer starting (pid {scorer.pid}, log {log}) ...")
     interrupted = False
     try:
         wait_until_started(scorer, log)
-        print("scorer running; press Ctrl-C to stop", file=sys.stderr, flush=True)
+        say("scorer running; press Ctrl-C to stop")
         offsets = end_offsets(settings, settings.output_topic)
         if replay:
             count = 303
             n = publish(generate(count, "dataset", settings), count, settings, progress=False)
-            print(f"replayed {n} patients from {settings.data_file} into {settings.input_topic}", file=sys.stderr)
+            say(f"replayed {n} patients from {settings.data_file} into {settings.input_topic}")
         tail(settings, start_offsets=offsets)
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, BrokenPipeError):
+        # Ctrl-C, or the reader of our output (e.g. `| tee`) went away: either way, clean up
         interrupted = True
     finally:
-        print("\nstopping the scorer (the batch in flight finishes first) ...", file=sys.stderr, flush=True)
-        code = stop_child(scorer)
-        print(f"scorer stopped (exit {code})", file=sys.stderr)
-        if started_broker:
-            broker.down()
-            print("broker stopped", file=sys.stderr)
+        # a second Ctrl-C must not abandon the scorer and the broker half-way
+        previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+        try:
+            say("\nstopping the scorer (the batch in flight finishes first) ...")
+            code = stop_child(scorer)
+            say(f"scorer stopped (exit {code})")
+            if started_broker:
+                broker.down()
+                say("broker stopped")
+        finally:
+            signal.signal(signal.SIGINT, previous)
     return 0 if interrupted or code == 0 else 1

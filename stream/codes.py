@@ -30,7 +30,6 @@ ERROR_CODES: dict[str, tuple[Stage, str]] = {
 }
 
 DECODE_CODES = tuple(c for c, (s, _) in ERROR_CODES.items() if s == "decode")
-VALIDATE_CODES = tuple(c for c, (s, _) in ERROR_CODES.items() if s == "validate")
 
 MAX_MESSAGE_BYTES = 1024 * 1024
 # A dead letter keeps at most this many bytes of the original value (base64 in

@@ -12,7 +12,7 @@ import dataclasses
 import json
 import os
 import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -300,11 +300,3 @@ def load_settings(
     return Settings(**values)
 
 
-def env_value(name: str, default: str | None = None) -> str | None:
-    """Read one non-setting environment variable (e.g. test-ladder hooks)."""
-    return os.environ.get(name, default)
-
-
-def specs_for(names: Iterable[str]) -> list[Spec]:
-    """The specs of the named settings, in order."""
-    return [SPECS[n] for n in names]

@@ -147,17 +147,18 @@ def risk_level(probability: float, medium: float, high: float) -> str:
     return "Low"
 
 
-def load_model(path: Path) -> LoadedModel:
+def load_model(path: Path, meta: dict[str, Any] | None = None) -> LoadedModel:
     """Load a model directory (or its parent with a CURRENT pointer).
 
-    Needs an active SparkSession.
+    Needs an active SparkSession. Pass ``meta`` when ``load_metadata(path)`` has
+    already verified the directory, so its files are not hashed twice.
 
     Raises:
         ModelError: see ``load_metadata``; or Spark cannot read the pipeline.
     """
     from pyspark.ml import PipelineModel
 
-    meta = load_metadata(path)
+    meta = meta if meta is not None else load_metadata(path)
     model_dir = resolve_model_dir(path)
     try:
         pipeline = PipelineModel.load(str(model_dir / PIPELINE_DIR))

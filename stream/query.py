@@ -136,9 +136,9 @@ def run_scorer(settings: Settings) -> int:
     from stream.session import get_spark
 
     check_broker(settings)
-    load_metadata(settings.path(settings.model_dir))  # fail fast, before Spark starts
+    meta = load_metadata(settings.path(settings.model_dir))  # fail fast, before Spark starts
     spark = get_spark(settings, f"heartrisk-{settings.query_name}")
-    model = load_model(settings.path(settings.model_dir))
+    model = load_model(settings.path(settings.model_dir), meta)
     stop = threading.Event()
 
     def on_signal(signum: int, _frame: FrameType | None) -> None:

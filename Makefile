@@ -23,7 +23,7 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install -q -e '.[dev]'
 	@touch $@
 
-.jvm/.resolved: $(VENV)/.installed jvm/kafka/pom.xml jvm/spark/pom.xml stream/jvm.py
+.jvm/.resolved: $(VENV)/.installed jvm/kafka/pom.xml jvm/spark/pom.xml jvm/registry/pom.xml stream/jvm.py
 	@command -v java >/dev/null || { echo "error: java not found: install Java 17+ (apt-get install openjdk-17-jdk-headless)"; exit 1; }
 	@command -v mvn  >/dev/null || { echo "error: mvn not found: install Maven (apt-get install maven)"; exit 1; }
 	$(PY) -m stream.jvm
@@ -57,7 +57,8 @@ lint: setup ## ruff + mypy on stream/
 
 clean: ## stop the local broker, delete its data, checkpoints and caches (keeps .venv and .jvm)
 	-@test -x $(HR) && $(HR) kafka down
-	rm -rf .kafka-local .services .pytest_cache .mypy_cache .ruff_cache spark-warehouse
+	-@test -x $(HR) && $(HR) registry down
+	rm -rf .kafka-local .registry-local .services .pytest_cache .mypy_cache .ruff_cache spark-warehouse
 	find checkpoints -mindepth 1 -maxdepth 1 ! -name README.md -exec rm -rf {} +
 
 distclean: clean ## clean, and remove .venv and .jvm too

@@ -48,3 +48,17 @@ class SchemaError(HeartriskError):
     """A schema file is missing or inconsistent with its twin."""
 
     exit_code = 7
+
+
+class RegistryError(HeartriskError):
+    """The schema registry cannot be started, reached, or does not know a schema."""
+
+    exit_code = 8
+
+
+class RegistryUnavailable(RegistryError):
+    """The registry does not answer (network, 5xx, timeout): retrying may help."""
+
+
+class SchemaNotFound(RegistryError):
+    """The registry answered: it has no schema with this id (retrying will not help)."""

@@ -1,12 +1,14 @@
 """JVM artifacts: resolve them with Maven, find them at run time.
 
-Two separate classpaths, each from a pom in ``jvm/``:
+Three folders, each from a pom in ``jvm/``:
 
 * ``.jvm/kafka/``: the Apache Kafka broker, run in KRaft mode by ``heartrisk kafka up``;
 * ``.jvm/spark/``: Spark's Kafka and Avro connectors, passed to Spark as ``spark.jars``,
-  minus every jar whose artifact pyspark already ships.
+  minus every jar whose artifact pyspark already ships;
+* ``.jvm/registry/``: Apicurio Registry's runnable distribution (a Confluent-compatible
+  schema registry), unpacked; run by ``heartrisk registry up``.
 
-``python -m stream.jvm`` (called by ``make setup``) resolves both; a second run
+``python -m stream.jvm`` (called by ``make setup``) resolves all three; a second run
 with unchanged poms does nothing.
 """
 
@@ -18,6 +20,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tarfile
 import tempfile
 from pathlib import Path
 
@@ -26,7 +29,9 @@ from stream.errors import SetupError
 
 logger = logging.getLogger(__name__)
 
-CLASSPATHS = ("kafka", "spark")
+CLASSPATHS = ("kafka", "spark", "registry")
+# folders that hold one unpacked distribution archive instead of a classpath
+ARCHIVES = ("registry",)
 _VERSION_RE = re.compile(r"-\d[\w.\-]*\.jar$")
 
 
@@ -92,12 +97,9 @@ def resolve(name: str, jvm_dir: Path, poms_dir: Path | None = None) -> Path:
         msg = "mvn not found: install Apache Maven (Debian: apt-get install maven)"
         raise SetupError(msg)
     with tempfile.TemporaryDirectory(prefix=f"heartrisk-{name}-") as tmp:
-        cmd = [
-            mvn, "-q", "-B", "-f", str(pom),
-            "dependency:copy-dependencies",
-            f"-DoutputDirectory={tmp}", "-DincludeScope=runtime",
-        ]
-        print(f"resolving {name} jars from Maven Central ...", file=sys.stderr, flush=True)
+        goal = ["dependency:copy"] if name in ARCHIVES else ["dependency:copy-dependencies", "-DincludeScope=runtime"]
+        cmd = [mvn, "-q", "-B", "-f", str(pom), *goal, f"-DoutputDirectory={tmp}"]
+        print(f"resolving {name} from Maven Central ...", file=sys.stderr, flush=True)
         proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
         if proc.returncode != 0:
             tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-5:])
@@ -110,11 +112,29 @@ def resolve(name: str, jvm_dir: Path, poms_dir: Path | None = None) -> Path:
         if target.exists():
             shutil.rmtree(target)
         target.mkdir(parents=True)
+        if name in ARCHIVES:
+            jars = _unpack(sorted(Path(tmp).glob("*.tar.gz")), target)
         for j in jars:
             shutil.copy2(j, target / j.name)
     stamp.write_text(digest + "\n")
-    print(f"{name}: {len(jars)} jars in {target}", file=sys.stderr)
+    what = "unpacked" if name in ARCHIVES else f"{len(jars)} jars"
+    print(f"{name}: {what} in {target}", file=sys.stderr)
     return target
+
+
+def _unpack(archives: list[Path], target: Path) -> list[Path]:
+    """Unpack the distribution archives into ``target``; returns no jars to copy.
+
+    Raises:
+        SetupError: no archive was downloaded.
+    """
+    if not archives:
+        msg = f"Maven downloaded no archive for {target.name}"
+        raise SetupError(msg)
+    for archive in archives:
+        with tarfile.open(archive) as tar:
+            tar.extractall(target, filter="data")
+    return []
 
 
 def classpath_jars(name: str, jvm_dir: Path) -> list[Path]:
@@ -136,12 +156,12 @@ def spark_jars(jvm_dir: Path) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Resolve both classpaths (the `make setup` step)."""
+    """Resolve every folder (the `make setup` step)."""
     import argparse
 
     parser = argparse.ArgumentParser(
         prog="python -m stream.jvm",
-        description="Resolve the Kafka broker and Spark connector jars from Maven Central.",
+        description="Resolve the Kafka broker, the Spark connectors and the schema registry from Maven Central.",
     )
     parser.add_argument("--jvm-dir", default=str(PROJECT_ROOT / ".jvm"), help="cache folder (default: .jvm)")
     args = parser.parse_args(argv)

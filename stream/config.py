@@ -21,7 +21,8 @@ from stream.errors import ConfigError
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
-InputFormat = Literal["json"]
+InputFormat = Literal["json", "avro", "auto"]
+OutputFormat = Literal["json", "avro"]
 SECRET_HINTS = ("password", "secret", "jaas", "token", "credential", "key.password")
 REDACTED = "***"
 PROGRESS_FILE = "heartrisk-progress.json"
@@ -66,6 +67,17 @@ def _port(text: str) -> int:
     return value
 
 
+def _choice(*allowed: str) -> Callable[[str], str]:
+    def parse(text: str) -> str:
+        value = text.strip().lower()
+        if value not in allowed:
+            msg = f"must be one of {' | '.join(allowed)}, got {text!r}"
+            raise ValueError(msg)
+        return value
+
+    return parse
+
+
 @dataclass(frozen=True)
 class Spec:
     """How one setting is named, parsed and documented."""
@@ -106,6 +118,34 @@ SPECS: dict[str, Spec] = {
             secret=True,
             metavar="K=V,...",
         ),
+        # Formats and the schema registry (Confluent wire format for Avro).
+        Spec(
+            "input_format",
+            "json",
+            "json | avro (Confluent-framed, schema id from the registry) | auto (first byte 0 = Avro, else JSON)",
+            _choice("json", "avro", "auto"),
+        ),
+        Spec("output_format", "json", "predictions as json | avro (Confluent-framed)", _choice("json", "avro")),
+        Spec(
+            "schema_registry_url",
+            "http://localhost:8081/apis/ccompat/v7",
+            "Confluent-compatible schema registry URL (the local one: `heartrisk registry up`)",
+        ),
+        Spec(
+            "schema_registry_user_info",
+            "",
+            "registry basic-auth credentials as user:password (better: the env var, or _FILE)",
+            secret=True,
+            metavar="USER:PASSWORD",
+        ),
+        Spec(
+            "registry_unavailable",
+            "pause",
+            "when a writer schema cannot be fetched: pause (wait, lose nothing) | dead-letter",
+            _choice("pause", "dead-letter"),
+        ),
+        Spec("registry_port", 8081, "port of the local schema registry", _port),
+        Spec("registry_state_dir", ".registry-local", "directory for the local registry's pid file and log"),
         # The local single-node KRaft broker (`heartrisk kafka ...`).
         Spec("kafka_port", 9092, "port of the local broker's client listener", _port),
         Spec("kafka_controller_port", 9093, "port of the local broker's KRaft controller", _port),
@@ -167,6 +207,13 @@ class Settings:
     dlq_topic: str = SPECS["dlq_topic"].default
     partitions: int = SPECS["partitions"].default
     kafka_options: Mapping[str, str] = field(default_factory=dict)
+    input_format: str = SPECS["input_format"].default
+    output_format: str = SPECS["output_format"].default
+    schema_registry_url: str = SPECS["schema_registry_url"].default
+    schema_registry_user_info: str = SPECS["schema_registry_user_info"].default
+    registry_unavailable: str = SPECS["registry_unavailable"].default
+    registry_port: int = SPECS["registry_port"].default
+    registry_state_dir: str = SPECS["registry_state_dir"].default
     kafka_port: int = SPECS["kafka_port"].default
     kafka_controller_port: int = SPECS["kafka_controller_port"].default
     kafka_state_dir: str = SPECS["kafka_state_dir"].default
@@ -253,6 +300,10 @@ class Settings:
             value = getattr(self, f.name)
             if isinstance(value, Mapping):
                 value = {k: (REDACTED if is_secret(k) else v) for k, v in value.items()}
+            elif f.name in SPECS and SPECS[f.name].secret and value:
+                value = REDACTED
+            elif isinstance(value, str) and "://" in value:
+                value = redact_url(value)
             out[f.name] = value
         return out
 
@@ -260,6 +311,11 @@ class Settings:
         return f"Settings({json.dumps(self.redacted(), sort_keys=True)})"
 
     __str__ = __repr__
+
+
+def redact_url(url: str) -> str:
+    """``http://user:pass@host/x`` -> ``http://***@host/x``."""
+    return re.sub(r"(://)[^/@]+@", r"\1" + REDACTED + "@", url)
 
 
 def is_secret(key: str) -> bool:
@@ -274,18 +330,33 @@ def load_settings(
 ) -> Settings:
     """Resolve settings: explicit overrides, then ``HEARTRISK_*`` env vars, then defaults.
 
+    A secret setting may also come from a file named by ``HEARTRISK_<NAME>_FILE``
+    (a mounted Kubernetes secret, say); the variable itself wins if both are set.
+
     Raises:
-        ConfigError: an environment variable does not parse; the message names it.
+        ConfigError: an environment variable does not parse; the message names it
+            (and never echoes a secret's value).
     """
     env = os.environ if environ is None else environ
     values: dict[str, Any] = {}
     for name, spec in SPECS.items():
         raw = env.get(spec.env)
+        source = spec.env
+        if (raw is None or raw == "") and spec.secret and env.get(spec.env + "_FILE"):
+            source = spec.env + "_FILE"
+            try:
+                raw = Path(env[source]).read_text().strip()
+            except OSError as exc:
+                msg = f"{source}: cannot read {env[source]!r}: {exc.strerror}"
+                raise ConfigError(msg) from exc
         if raw is not None and raw != "":
             try:
                 values[name] = spec.parse(raw)
             except (ValueError, ConfigError) as exc:
-                msg = f"{spec.env}={raw!r} is invalid: {exc}"
+                if spec.secret:
+                    msg = f"{source} is invalid (its value is secret and not shown): expected {spec.metavar}"
+                else:
+                    msg = f"{source}={raw!r} is invalid: {exc}"
                 raise ConfigError(msg) from exc
     for name, value in (overrides or {}).items():
         if value is None:

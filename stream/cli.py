@@ -22,6 +22,8 @@ Handler = Callable[[argparse.Namespace, Settings], int]
 
 KAFKA = ("bootstrap_servers", "kafka_options")
 TOPICS = ("input_topic", "output_topic", "dlq_topic")
+REGISTRY = ("schema_registry_url", "schema_registry_user_info")
+LOCAL_REGISTRY = ("registry_port", "registry_state_dir", "jvm_dir")
 LOCAL_BROKER = (
     "kafka_port", "kafka_controller_port", "kafka_state_dir", "kafka_heap", "jvm_dir", "partitions",
     *TOPICS,
@@ -86,6 +88,36 @@ def _kafka_down(args: argparse.Namespace, s: Settings) -> int:
 
     stopped = LocalBroker.from_settings(s).down()
     print("broker stopped" if stopped else "no local broker was running")
+    return 0
+
+
+def _registry_up(args: argparse.Namespace, s: Settings) -> int:
+    from stream.registry_server import LocalRegistry
+
+    reg = LocalRegistry.from_settings(s)
+    started = reg.up()
+    print(f"schema registry {'started' if started else 'already running'} at {reg.url} (pid {reg.pid()})")
+    return 0
+
+
+def _registry_down(args: argparse.Namespace, s: Settings) -> int:
+    from stream.registry_server import LocalRegistry
+
+    stopped = LocalRegistry.from_settings(s).down()
+    print("schema registry stopped" if stopped else "no local schema registry was running")
+    return 0
+
+
+def _registry_status(args: argparse.Namespace, s: Settings) -> int:
+    from stream.registry_server import LocalRegistry
+
+    reg = LocalRegistry.from_settings(s)
+    pid = reg.pid()
+    if pid is None:
+        print(f"schema registry: not running (state dir {reg.state_dir})")
+        return 1
+    state = "answering" if reg.answers() else "NOT answering"
+    print(f"schema registry: running, pid {pid}, {state} at {reg.url}")
     return 0
 
 
@@ -170,7 +202,8 @@ def _train(args: argparse.Namespace, s: Settings) -> int:
 SPARK = ("spark_master", "spark_driver_memory", "shuffle_partitions", "spark_conf", "jvm_dir", "log_level")
 SCORER = (
     *KAFKA, *TOPICS, "model_dir", "query_name", "checkpoint_dir", "trigger",
-    "max_offsets_per_trigger", "starting_offsets", "progress_file", *SPARK,
+    "max_offsets_per_trigger", "starting_offsets", "progress_file", "input_format", "output_format",
+    *REGISTRY, "registry_unavailable", *SPARK,
 )
 
 
@@ -213,9 +246,19 @@ def _produce(args: argparse.Namespace, s: Settings) -> int:
 
         msg = f"--bad-fraction must be within [0, 1], got {args.bad_fraction}"
         raise ConfigError(msg)
-    events = generate(count, args.source, s, args.bad_fraction, args.seed)
+    encoder = None
+    if args.format == "avro":
+        from stream.produce import avro_encoder
+
+        encoder = avro_encoder(s, args.schema_version)
+    elif args.schema_version is not None:
+        from stream.errors import ConfigError
+
+        msg = "--schema-version applies to --format avro only"
+        raise ConfigError(msg)
+    events = generate(count, args.source, s, args.bad_fraction, args.seed, encoder=encoder)
     n = publish(events, count, s, rate=args.rate, progress=not args.quiet)
-    print(f"published {n} events to {s.input_topic}")
+    print(f"published {n} {args.format} events to {s.input_topic}")
     return 0
 
 
@@ -303,6 +346,20 @@ def build_parser() -> argparse.ArgumentParser:
         (*KAFKA, *TOPICS, "partitions"),
     )
 
+    registry = sub.add_parser(
+        "registry",
+        help="manage the local schema registry (Apicurio, Confluent-compatible API)",
+        description=(
+            "Manage the local Confluent-compatible schema registry (Apicurio Registry, in-memory storage).\n"
+            "Its API is at http://localhost:<port>/apis/ccompat/v7, the default HEARTRISK_SCHEMA_REGISTRY_URL."
+        ),
+        formatter_class=_Formatter,
+    )
+    rsub = registry.add_subparsers(dest="registry_command", metavar="ACTION", required=True)
+    _new(rsub, "up", "start the registry (idempotent) and wait until it answers", _registry_up, LOCAL_REGISTRY)
+    _new(rsub, "down", "stop the registry; its schemas are forgotten", _registry_down, LOCAL_REGISTRY)
+    _new(rsub, "status", "whether the registry runs and answers", _registry_status, LOCAL_REGISTRY)
+
     data = sub.add_parser("data", help="the Cleveland data set", formatter_class=_Formatter)
     dsub = data.add_subparsers(dest="data_command", metavar="ACTION", required=True)
     conv = _new(
@@ -360,8 +417,13 @@ def build_parser() -> argparse.ArgumentParser:
     pr = _new(
         sub, "produce",
         "publish patient events: replay the data set or synthesize patients, with progress",
-        _produce, (*KAFKA, "input_topic", "data_file", "model_dir", "log_level"),
+        _produce, (*KAFKA, "input_topic", "data_file", "model_dir", *REGISTRY, "log_level"),
     )
+    pr.add_argument("--format", choices=("json", "avro"), default="json",
+                    help="json, or Confluent-framed Avro via confluent-kafka's AvroSerializer "
+                         "(registers the schema under <input topic>-value)")
+    pr.add_argument("--schema-version", type=int, default=None,
+                    help="with --format avro: which schemas/patient_event.v<N>.avsc to write with (default: newest)")
     pr.add_argument("--source", choices=("dataset", "synthetic"), default="dataset",
                     help="replay data/heart_disease.csv, or draw from the model's training distribution")
     pr.add_argument("--count", type=int, default=None,
@@ -374,7 +436,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     tl = _new(
         sub, "tail", "follow the predictions (or dead letters): one line per record, coloured by risk",
-        _tail, (*KAFKA, "output_topic", "dlq_topic", "log_level"),
+        _tail, (*KAFKA, "output_topic", "dlq_topic", *REGISTRY, "log_level"),
     )
     tl.add_argument("--dead-letters", action="store_true", help="follow the dead-letter topic instead")
     tl.add_argument("--risk-level", default=None, help="only these levels, e.g. High or High,Medium")
@@ -394,7 +456,7 @@ def setup_logging(level: str, verbose: bool) -> None:
         format="%(asctime)s %(levelname)s %(name)s %(message)s",
         stream=sys.stderr,
     )
-    for noisy in ("py4j", "kafka", "urllib3"):
+    for noisy in ("py4j", "kafka", "urllib3", "httpx", "httpx2", "httpcore"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 

@@ -18,6 +18,22 @@ ERROR_CODES: dict[str, tuple[Stage, str]] = {
     "NOT_UTF8": ("decode", "the message value is not valid UTF-8"),
     "NOT_JSON": ("decode", "the message value is not valid JSON"),
     "NOT_AN_OBJECT": ("decode", "the message value is JSON but not an object"),
+    "BAD_MAGIC_BYTE": ("decode", "input format avro: the first byte is not the Confluent magic byte 0"),
+    "UNKNOWN_SCHEMA_ID": ("decode", "the schema id in bytes 1-4 is not in the schema registry"),
+    "REGISTRY_UNAVAILABLE": (
+        "decode",
+        "the schema registry did not answer (only with HEARTRISK_REGISTRY_UNAVAILABLE=dead-letter; "
+        "the default pauses instead)",
+    ),
+    "CORRUPT_AVRO": (
+        "decode",
+        "the Avro payload is truncated or corrupt: it does not decode with its writer schema",
+    ),
+    "INCOMPATIBLE_SCHEMA": (
+        "decode",
+        "the writer schema is not Avro, or cannot be resolved against the reader schema "
+        "(e.g. a required field removed)",
+    ),
     "MISSING_FIELD": ("validate", "a required clinical field is absent"),
     "NULL_FIELD": ("validate", "a required clinical field is null"),
     "WRONG_TYPE": ("validate", "a field has the wrong JSON type (e.g. a string where a number belongs)"),

@@ -2,8 +2,11 @@
 
 A valid event becomes a prediction on the output topic, keyed by patient_id so
 one patient's predictions stay in order; a rejected one becomes a dead letter on
-the dead-letter topic, keyed by the original key. Both are JSON. The ``topic``
-column routes each row, so one Kafka sink serves both.
+the dead-letter topic, keyed by the original key. Predictions are JSON, or
+Confluent-framed Avro (``prediction.v1.avsc``, registered under the output
+topic's subject) with ``--output-format avro``; dead letters are always JSON, for
+people and tools that read them without a registry. The ``topic`` column routes
+each row, so one Kafka sink serves both.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
 from stream import __version__
+from stream.avro import header_hex, prediction_schema
 from stream.codes import MAX_DEAD_LETTER_VALUE_BYTES
 from stream.config import Settings
 from stream.score import PROBABILITY
@@ -19,6 +23,7 @@ from stream.validate import ERROR_CODE, ERROR_DETAIL, STAGE
 
 ISO_MILLIS = "yyyy-MM-dd'T'HH:mm:ss.SSS'Z'"
 CONTENT_TYPE = "application/json"
+AVRO_CONTENT_TYPE = "application/vnd.apache.avro+binary"
 PREDICTION_SCHEMA = "heartrisk.prediction.v1"
 DEAD_LETTER_SCHEMA = "heartrisk.dead_letter.v1"
 
@@ -27,23 +32,31 @@ def _iso(ts: Column) -> Column:
     return F.date_format(ts, ISO_MILLIS)
 
 
+def _prediction_struct() -> Column:
+    return F.struct(
+        F.col("event_id"),
+        F.col("patient_id"),
+        _iso(F.col("event_ts")).alias("event_time"),
+        _iso(F.col("scored_at")).alias("scored_at"),
+        F.col("model_version"),
+        F.round(F.col(PROBABILITY), 6).alias("probability"),
+        F.col("risk_prediction").alias("prediction"),
+        F.col("risk_level"),
+        F.col("contributions"),
+        F.col("imputed_fields"),
+    )
+
+
 def prediction_value() -> Column:
     """The prediction record as JSON (see schemas/prediction.v1.schema.json)."""
-    return F.to_json(
-        F.struct(
-            F.col("event_id"),
-            F.col("patient_id"),
-            _iso(F.col("event_ts")).alias("event_time"),
-            _iso(F.col("scored_at")).alias("scored_at"),
-            F.col("model_version"),
-            F.round(F.col(PROBABILITY), 6).alias("probability"),
-            F.col("risk_prediction").alias("prediction"),
-            F.col("risk_level"),
-            F.col("contributions"),
-            F.col("imputed_fields"),
-        ),
-        {"ignoreNullFields": "false"},
-    )
+    return F.to_json(_prediction_struct(), {"ignoreNullFields": "false"})
+
+
+def prediction_avro(schema_id: int) -> Column:
+    """The prediction record as Confluent-framed Avro (see schemas/prediction.v1.avsc)."""
+    from pyspark.sql.avro.functions import to_avro
+
+    return F.concat(F.unhex(F.lit(header_hex(schema_id))), to_avro(_prediction_struct(), prediction_schema()))
 
 
 def dead_letter_value() -> Column:
@@ -80,12 +93,22 @@ def stamp_scored_at(df: DataFrame) -> DataFrame:
     return df.withColumn("scored_at", F.current_timestamp())
 
 
-def encode_output(df: DataFrame, settings: Settings) -> DataFrame:
-    """Kafka sink columns for every row (stamped by ``stamp_scored_at``): a prediction or a dead letter."""
+def encode_output(df: DataFrame, settings: Settings, prediction_schema_id: int | None = None) -> DataFrame:
+    """Kafka sink columns for every row (stamped by ``stamp_scored_at``): a prediction or a dead letter.
+
+    With ``prediction_schema_id`` (the registry id of prediction.v1.avsc) predictions are framed Avro.
+    """
     ok = F.col(ERROR_CODE).isNull()
+    avro = prediction_schema_id is not None
+    prediction = (
+        prediction_avro(prediction_schema_id) if prediction_schema_id is not None else prediction_value().cast("binary")
+    )
     headers_ok = F.array(
         F.struct(F.lit("model_version").alias("key"), F.col("model_version").cast("binary").alias("value")),
-        F.struct(F.lit("content-type").alias("key"), F.lit(CONTENT_TYPE).cast("binary").alias("value")),
+        F.struct(
+            F.lit("content-type").alias("key"),
+            F.lit(AVRO_CONTENT_TYPE if avro else CONTENT_TYPE).cast("binary").alias("value"),
+        ),
         F.struct(F.lit("schema").alias("key"), F.lit(PREDICTION_SCHEMA).cast("binary").alias("value")),
     )
     headers_bad = F.array(
@@ -96,6 +119,6 @@ def encode_output(df: DataFrame, settings: Settings) -> DataFrame:
     return df.select(
         F.when(ok, F.lit(settings.output_topic)).otherwise(F.lit(settings.dlq_topic)).alias("topic"),
         F.when(ok, F.col("patient_id").cast("binary")).otherwise(F.col("key")).alias("key"),
-        F.when(ok, prediction_value()).otherwise(dead_letter_value()).cast("binary").alias("value"),
+        F.when(ok, prediction).otherwise(dead_letter_value().cast("binary")).alias("value"),
         F.when(ok, headers_ok).otherwise(headers_bad).alias("headers"),
     )

@@ -99,6 +99,8 @@ class ProgressListener(StreamingQueryListener):
         previous = read_progress(path) or {}
         self.query_id: str | None = None
         self.closed = False
+        # counts handed over by the per-batch (Avro) scorer, by batch id
+        self._pushed: dict[int, dict[str, Any]] = {}
         self.state: dict[str, Any] = {
             "query_name": query_name,
             "model_version": model_version,
@@ -109,6 +111,12 @@ class ProgressListener(StreamingQueryListener):
             "totals": previous.get("totals") or empty_totals(),
         }
         write_progress(path, self.state)
+
+    def push_observation(self, batch_id: int, counts: dict[str, Any]) -> None:
+        """Counts of a batch scored in ``foreachBatch`` (its observation is not in the progress event)."""
+        self._pushed[batch_id] = counts
+        for old in [b for b in self._pushed if b < batch_id - 100]:
+            del self._pushed[old]
 
     def _save(self) -> None:
         self.state["updated_at"] = time.time()
@@ -136,6 +144,7 @@ class ProgressListener(StreamingQueryListener):
     def _record(self, p: Any) -> None:
         totals = self.state["totals"]
         obs = p.observedMetrics.get(OBSERVATION) if p.observedMetrics else None
+        pushed = self._pushed.pop(p.batchId, None)
         by_topic: dict[str, int] = {}
         for src in p.sources:
             metrics = src.metrics or {}
@@ -155,8 +164,8 @@ class ProgressListener(StreamingQueryListener):
             phase_durations_seconds={k: v for k, v in durations.items() if k != "triggerExecution"},
             offsets_behind_latest=by_topic,
         )
-        if obs is not None and p.numInputRows:
-            row = obs.asDict()
+        row = obs.asDict() if obs is not None else pushed
+        if row is not None and p.numInputRows:
             totals["batches"] += 1
             totals["input_rows"] += int(row["rows"])
             totals["predictions"] += int(row["predictions"])

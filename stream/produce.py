@@ -22,7 +22,7 @@ from confluent_kafka import KafkaError, Producer
 
 from stream.config import Settings
 from stream.dataset import read_csv
-from stream.errors import BrokerError
+from stream.errors import BrokerError, ConfigError
 from stream.schema import clinical_fields
 
 
@@ -138,16 +138,84 @@ def bad_event(kind: str, i: int) -> Event:
     return Event(key, value, code)
 
 
+Encoder = Callable[[dict[str, Any]], bytes]
+
+
+def avro_encoder(settings: Settings, version: int | None = None) -> Encoder:
+    """Serialize events with confluent-kafka's ``AvroSerializer`` (Confluent framing, auto-registered).
+
+    The schema is ``schemas/patient_event.v<version>.avsc`` (default: the newest),
+    registered under the input topic's subject (TopicNameStrategy).
+
+    Raises:
+        ConfigError: no such schema version.
+        RegistryUnavailable: the registry does not answer.
+    """
+    from confluent_kafka.schema_registry.avro import AvroSerializer
+    from confluent_kafka.serialization import MessageField, SerializationContext
+
+    from stream.avro import event_schema_versions, load_avsc
+    from stream.registry import SchemaRegistry, subject_for
+
+    versions = event_schema_versions()
+    version = version if version is not None else max(versions)
+    if version not in versions:
+        msg = f"no schemas/patient_event.v{version}.avsc; versions: {sorted(versions)}"
+        raise ConfigError(msg)
+    registry = SchemaRegistry.from_settings(settings)
+    schema_str = json.dumps(load_avsc(versions[version]))
+    registry.register(subject_for(settings.input_topic), schema_str)  # fails fast, with a clear message
+    serializer = AvroSerializer(registry.client, schema_str, conf={"auto.register.schemas": True})
+    ctx = SerializationContext(settings.input_topic, MessageField.VALUE)
+
+    def encode(body: dict[str, Any]) -> bytes:
+        out = serializer(body, ctx)
+        assert out is not None
+        return out
+
+    return encode
+
+
+def avro_bad_event(kind: str, i: int, encode: Encoder) -> Event:
+    """One malformed Avro event of a kind from ``AVRO_BAD_KINDS`` (as an ``avro``-format scorer sees it)."""
+    from stream.avro import frame, parse_header
+
+    key = f"bad-{i}".encode()
+    good = encode(_valid())
+    schema_id, payload = parse_header(good)
+    value = {
+        "bad_magic": b"\x01" + good[1:],
+        "short_header": good[:3],
+        "truncated": good[: len(good) // 2],
+        "unknown_schema_id": frame(0x7FFF0000 + i % 1000, payload),
+        "out_of_range": encode({**_valid(), "Age": 150}),
+    }[kind]
+    return Event(key, value, AVRO_BAD_KINDS[kind])
+
+
+AVRO_BAD_KINDS = {
+    "bad_magic": "BAD_MAGIC_BYTE",
+    "short_header": "CORRUPT_AVRO",
+    "truncated": "CORRUPT_AVRO",
+    "unknown_schema_id": "UNKNOWN_SCHEMA_ID",
+    "out_of_range": "OUT_OF_RANGE",
+}
+
+
 def generate(
     count: int,
     source: str,
     settings: Settings,
     bad_fraction: float = 0.0,
     seed: int = 7,
+    encoder: Encoder | None = None,
 ) -> Iterator[Event]:
-    """The events to publish: valid ones from the data set or the model's distribution, bad ones mixed in."""
+    """The events to publish: valid ones from the data set or the model's distribution, bad ones mixed in.
+
+    With an ``encoder`` (``avro_encoder``) events are Avro, and the bad ones are Avro's kinds.
+    """
     rng = random.Random(seed)
-    kinds = MIXED_KINDS
+    kinds = MIXED_KINDS if encoder is None else tuple(sorted(AVRO_BAD_KINDS))
     patients: Callable[[int], tuple[str, dict[str, Any]]]
     if source == "dataset":
         rows = dataset_patients(settings.path(settings.data_file))
@@ -167,11 +235,12 @@ def generate(
 
     for i in range(count):
         if bad_fraction > 0 and rng.random() < bad_fraction:
-            yield bad_event(kinds[i % len(kinds)], i)
+            kind = kinds[i % len(kinds)]
+            yield bad_event(kind, i) if encoder is None else avro_bad_event(kind, i, encoder)
             continue
         pid, patient = patients(i)
         body = event_json(patient, pid, event_id=f"{pid}-{uuid.uuid4().hex[:12]}")
-        yield Event(pid.encode(), _json(body))
+        yield Event(pid.encode(), _json(body) if encoder is None else encoder(body))
 
 
 class Progress:

@@ -9,16 +9,19 @@ graceful stop neither loses nor duplicates events.
 
 from __future__ import annotations
 
+import json
 import logging
 import signal
 import threading
 import time
+from collections.abc import Mapping
 from types import FrameType
 from typing import Any, cast
 
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql.streaming import StreamingQuery
 
+from stream.avro import prediction_schema, reader_schema
 from stream.checkpoint import check_fingerprint
 from stream.config import Settings
 from stream.decode import decode_events
@@ -26,27 +29,56 @@ from stream.encode import encode_output, stamp_scored_at
 from stream.errors import BrokerError, ConfigError, HeartriskError
 from stream.listener import ProgressListener, observe_batch
 from stream.model import LoadedModel, load_metadata, load_model
+from stream.per_batch import BatchScorer
+from stream.registry import SchemaRegistry, subject_for
 from stream.score import score_events
-from stream.sink import is_real_time, write_predictions
+from stream.sink import is_real_time, write_per_batch, write_predictions
 from stream.source import read_events
 from stream.validate import validate_events
+from stream.writer_schemas import Writer, WriterSchemas
 
 logger = logging.getLogger(__name__)
 
 STOP_WAIT_S = 120.0
 
 
-def build_scores(raw: DataFrame, model: LoadedModel) -> DataFrame:
+def build_scores(
+    raw: DataFrame,
+    model: LoadedModel,
+    input_format: str = "json",
+    writers: Mapping[int, Writer] | None = None,
+) -> DataFrame:
     """Decoded, validated and scored rows (every input row, good or bad)."""
-    return score_events(validate_events(decode_events(raw)), model)
+    return score_events(validate_events(decode_events(raw, input_format, writers)), model)
 
 
-def build_output(raw: DataFrame, model: LoadedModel, settings: Settings, observe: bool = False) -> DataFrame:
-    """Kafka records for every input row; with ``observe``, per-batch counts for the listener."""
+def build_output(
+    raw: DataFrame,
+    model: LoadedModel,
+    settings: Settings,
+    observe: bool = False,
+    prediction_schema_id: int | None = None,
+) -> DataFrame:
+    """Kafka records for every input row (JSON input); with ``observe``, per-batch counts for the listener."""
     scored = stamp_scored_at(build_scores(raw, model))
     if observe:
         scored = observe_batch(scored)
-    return encode_output(scored, settings)
+    return encode_output(scored, settings, prediction_schema_id)
+
+
+def register_prediction_schema(settings: Settings, registry: SchemaRegistry | None = None) -> int | None:
+    """With Avro output, register prediction.v1.avsc under ``<output topic>-value``; returns its id.
+
+    Raises:
+        RegistryUnavailable: the registry did not answer.
+    """
+    if settings.output_format != "avro":
+        return None
+    registry = registry or SchemaRegistry.from_settings(settings)
+    subject = subject_for(settings.output_topic)
+    schema_id = registry.register(subject, prediction_schema())
+    logger.info('event="prediction schema registered" subject="%s" schema_id=%d', subject, schema_id)
+    return schema_id
 
 
 def check_broker(settings: Settings) -> None:
@@ -84,6 +116,12 @@ def check_real_time(spark: SparkSession, settings: Settings) -> None:
     """
     if not is_real_time(settings.trigger):
         return
+    if settings.input_format != "json":
+        msg = (
+            f"real-time mode reads JSON only: input format {settings.input_format!r} needs a micro-batch "
+            "trigger (e.g. --trigger processing-time=1s), because new Avro schema ids are planned per batch"
+        )
+        raise ConfigError(msg)
     from confluent_kafka.admin import AdminClient
 
     md = AdminClient(settings.kafka_client_config()).list_topics(settings.input_topic, timeout=10)
@@ -98,16 +136,33 @@ def check_real_time(spark: SparkSession, settings: Settings) -> None:
         raise ConfigError(msg)
 
 
-def start_scorer(spark: SparkSession, settings: Settings, model: LoadedModel) -> StreamingQuery:
-    """Check the checkpoint (and real-time mode's needs), then start the streaming query."""
+def start_scorer(
+    spark: SparkSession, settings: Settings, model: LoadedModel, stop: threading.Event | None = None
+) -> StreamingQuery:
+    """Check the checkpoint (and real-time mode's needs), then start the streaming query.
+
+    JSON input runs as one streaming plan into the Kafka sink. Avro or auto input
+    runs per micro-batch (``stream.per_batch``), so that schema ids that appear
+    mid-stream are planned without a restart. ``stop`` ends a registry pause early.
+    """
     check_fingerprint(spark, settings)
     check_real_time(spark, settings)
-    spark.streams.addListener(ProgressListener(settings.progress_path, settings.query_name, model.version))
-    out = build_output(read_events(spark, settings), model, settings, observe=True)
-    query = write_predictions(out, settings).start()
+    prediction_schema_id = register_prediction_schema(settings)
+    listener = ProgressListener(settings.progress_path, settings.query_name, model.version)
+    spark.streams.addListener(listener)
+    raw = read_events(spark, settings)
+    if settings.input_format == "json":
+        out = build_output(raw, model, settings, observe=True, prediction_schema_id=prediction_schema_id)
+        query = write_predictions(out, settings).start()
+    else:
+        registry = SchemaRegistry.from_settings(settings)
+        writers = WriterSchemas(registry, json.loads(reader_schema()), settings.registry_unavailable, stop)
+        scorer = BatchScorer(settings, model, writers, listener, prediction_schema_id)
+        query = write_per_batch(raw, settings, scorer).start()
     logger.info(
-        'event="scorer started" query="%s" id="%s" input="%s" checkpoint="%s" model="%s"',
-        settings.query_name, query.id, settings.input_topic, settings.checkpoint_location, model.version,
+        'event="scorer started" query="%s" id="%s" input="%s" format="%s/%s" checkpoint="%s" model="%s"',
+        settings.query_name, query.id, settings.input_topic, settings.input_format, settings.output_format,
+        settings.checkpoint_location, model.version,
     )
     return query
 
@@ -146,12 +201,14 @@ def run_scorer(settings: Settings) -> int:
         stop.set()
 
     previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
-    query = start_scorer(spark, settings, model)
     try:
+        query = start_scorer(spark, settings, model, stop)
         while query.isActive and not stop.is_set():
             query.awaitTermination(cast(Any, 0.5))
-        if stop.is_set() and query.isActive:
-            stop_gracefully(query, real_time=is_real_time(settings.trigger))
+        if stop.is_set():
+            if query.isActive:
+                stop_gracefully(query, real_time=is_real_time(settings.trigger))
+            # a batch paused on the registry ends uncommitted: it is read again on restart
             logger.info('event="scorer stopped" query="%s"', settings.query_name)
             return 0
         exc = query.exception()

@@ -40,6 +40,17 @@ def spark_conf(settings: Settings, with_connectors: bool = True) -> dict[str, st
     return conf
 
 
+def _quiet(spark: SparkSession, logger_name: str) -> None:
+    """Raise one JVM logger to ERROR (in local mode the executors share the driver's JVM)."""
+    try:
+        jvm = spark.sparkContext._jvm
+        assert jvm is not None
+        level = jvm.org.apache.logging.log4j.Level.ERROR
+        jvm.org.apache.logging.log4j.core.config.Configurator.setLevel(logger_name, level)
+    except Exception:  # logging is cosmetic; never fail start-up over it
+        logger.debug("could not quiet %s", logger_name, exc_info=True)
+
+
 def get_spark(settings: Settings, app_name: str = "heartrisk", with_connectors: bool = True) -> SparkSession:
     """Build (or reuse) the SparkSession."""
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
@@ -49,5 +60,6 @@ def get_spark(settings: Settings, app_name: str = "heartrisk", with_connectors: 
         builder = builder.config(k, v)
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel("WARN")
+    _quiet(spark, "org.apache.spark.sql.avro.AvroSerializer")  # warns per task that nullable != non-null Avro
     logger.info('event="spark session ready" version="%s" master="%s"', spark.version, settings.spark_master)
     return spark

@@ -1,4 +1,4 @@
-"""The operator's view of the predictions or the dead letters: one line per record."""
+"""The operator's view of the predictions or the dead letters: one line per record (JSON or Avro)."""
 
 from __future__ import annotations
 
@@ -42,6 +42,39 @@ def format_dead_letter(rec: dict[str, Any], colour: bool) -> str:
     return f"{COLOURS['DLQ']}{line}{RESET}" if colour else line
 
 
+def record_decoder(settings: Settings) -> Callable[[bytes, str], dict[str, Any]]:
+    """Decode a record: JSON, or Confluent-framed Avro via confluent-kafka's ``AvroDeserializer``.
+
+    The registry is only contacted when an Avro record arrives; an undecodable
+    record becomes ``{}`` (shown, not fatal).
+    """
+    deserializer: Any = None
+
+    def decode(value: bytes, topic: str) -> dict[str, Any]:
+        nonlocal deserializer
+        if value[:1] == b"\x00":
+            from confluent_kafka.schema_registry.avro import AvroDeserializer
+            from confluent_kafka.serialization import MessageField, SerializationContext
+
+            from stream.registry import SchemaRegistry
+
+            if deserializer is None:
+                deserializer = AvroDeserializer(SchemaRegistry.from_settings(settings).client)
+            try:
+                rec = deserializer(value, SerializationContext(topic, MessageField.VALUE))
+            except Exception as exc:  # registry down, unknown id, corrupt payload
+                print(f"tail: cannot decode an Avro record: {str(exc)[:200]}", file=sys.stderr)
+                return {}
+            return dict(rec) if isinstance(rec, dict) else {}
+        try:
+            rec = json.loads(value)
+        except ValueError:
+            return {}
+        return rec if isinstance(rec, dict) else {}
+
+    return decode
+
+
 def tail(
     settings: Settings,
     dead_letters: bool = False,
@@ -63,6 +96,7 @@ def tail(
     topic = settings.dlq_topic if dead_letters else settings.output_topic
     colour = out.isatty() if colour is None else colour
     fmt: Callable[[dict[str, Any], bool], str] = format_dead_letter if dead_letters else format_prediction
+    decode = record_decoder(settings)
     consumer = Consumer(
         settings.kafka_client_config(
             **{
@@ -92,15 +126,13 @@ def tail(
                 continue
             last_seen = time.monotonic()
             value = msg.value() or b""
-            try:
-                rec = json.loads(value)
-            except ValueError:
-                rec = {}
+            rec = decode(value, msg.topic() or topic)
             if patient and rec.get("patient_id") != patient:
                 continue
             if risk_levels and not dead_letters and rec.get("risk_level") not in risk_levels:
                 continue
-            out.write((value.decode("utf-8", "replace") if raw_json else fmt(rec, colour)) + "\n")
+            text = (value.decode("utf-8", "replace") if value[:1] != b"\x00" else json.dumps(rec)) if raw_json else None
+            out.write((text if text is not None else fmt(rec, colour)) + "\n")
             out.flush()
             shown += 1
             if max_messages and shown >= max_messages:

@@ -12,7 +12,7 @@ from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
 from stream.codes import DECODE_CODES, ERROR_CODES
-from stream.decode import DECODE_ERROR, EVENT, PRESENT
+from stream.decode import DECODE_DETAIL, DECODE_ERROR, EVENT, PRESENT
 from stream.schema import FieldSpec, clinical_fields
 
 ERROR_CODE = "error_code"
@@ -97,7 +97,7 @@ def validate_events(df: DataFrame) -> DataFrame:
         }
     )
     code: Column = F.when(F.col(DECODE_ERROR).isNotNull(), F.col(DECODE_ERROR))
-    detail: Column = F.when(F.col(DECODE_ERROR).isNotNull(), F.lit(None).cast("string"))
+    detail: Column = F.when(F.col(DECODE_ERROR).isNotNull(), F.col(DECODE_DETAIL))
     for f in clinical_fields():
         for cond, c, d in field_checks(f):
             code = code.when(cond, F.lit(c))

@@ -1,0 +1,115 @@
+"""Writer schemas: which schema ids a micro-batch holds, and what the scorer may do with each.
+
+Runs on the driver, once per micro-batch, before the batch is decoded. For every
+schema id in the batch it settles a verdict:
+
+* ``ok``: an Avro schema the reader schema can resolve (decoded in Spark);
+* ``unknown``: the registry answered that it has no such id -> ``UNKNOWN_SCHEMA_ID``;
+* ``incompatible``: not Avro, or not readable with the reader schema -> ``INCOMPATIBLE_SCHEMA``;
+* ``unavailable``: the registry did not answer and the policy is ``dead-letter``
+  -> ``REGISTRY_UNAVAILABLE``. Under the default policy, ``pause``, the batch
+  waits instead, retrying with backoff, and nothing is read past it.
+
+``ok`` and ``incompatible`` verdicts are final (an id's schema never changes) and
+cached; ``unknown`` and ``unavailable`` are asked again in the next batch.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from stream.avro import compatibility_error
+from stream.errors import RegistryUnavailable, SchemaNotFound
+from stream.registry import SchemaRegistry
+
+logger = logging.getLogger(__name__)
+
+CODES = {"unknown": "UNKNOWN_SCHEMA_ID", "incompatible": "INCOMPATIBLE_SCHEMA", "unavailable": "REGISTRY_UNAVAILABLE"}
+BACKOFF_S = (1.0, 2.0, 5.0, 10.0, 30.0)
+
+
+@dataclass(frozen=True)
+class Writer:
+    """The verdict on one schema id."""
+
+    schema_id: int
+    status: str  # ok | unknown | incompatible | unavailable
+    schema_str: str = ""
+    detail: str = ""
+
+    @property
+    def code(self) -> str | None:
+        """The dead-letter code for this id's rows (None when they decode)."""
+        return CODES.get(self.status)
+
+
+class WriterSchemas:
+    """Verdicts by schema id, settled against the registry and the reader schema."""
+
+    def __init__(
+        self,
+        registry: SchemaRegistry,
+        reader: Any,
+        on_unavailable: str = "pause",
+        stop: threading.Event | None = None,
+        sleep: Callable[[float], Any] | None = None,
+    ) -> None:
+        self.registry = registry
+        self.reader = reader
+        self.on_unavailable = on_unavailable
+        self.stop = stop or threading.Event()
+        self.sleep = sleep or self.stop.wait  # a stop request ends the wait at once
+        self._final: dict[int, Writer] = {}
+
+    def _verdict(self, schema_id: int) -> Writer:
+        found = self.registry.writer_schema(schema_id)  # raises SchemaNotFound / RegistryUnavailable
+        if found.schema_type.upper() != "AVRO":
+            return Writer(schema_id, "incompatible", detail=f"schema id {schema_id} is {found.schema_type}, not AVRO")
+        try:
+            err = compatibility_error(found.parsed, self.reader)
+        except Exception as exc:  # a schema the registry accepted but fastavro cannot expand
+            err = f"the writer schema does not parse: {str(exc)[:200]}"
+        if err:
+            return Writer(schema_id, "incompatible", detail=f"schema id {schema_id} cannot be read: {err}")
+        return Writer(schema_id, "ok", schema_str=found.schema_str)
+
+    def _settle(self, schema_id: int) -> Writer:
+        attempt = 0
+        while True:
+            try:
+                w = self._verdict(schema_id)
+                self._final[schema_id] = w
+                if attempt:
+                    logger.info('event="schema registry back" schema_id=%d after_attempts=%d', schema_id, attempt)
+                logger.info('event="writer schema" schema_id=%d status="%s"', schema_id, w.status)
+                return w
+            except SchemaNotFound:
+                return Writer(schema_id, "unknown", detail=f"schema id {schema_id} is not in the registry")
+            except RegistryUnavailable as exc:
+                if self.on_unavailable == "dead-letter":
+                    logger.warning('event="registry unavailable, dead-lettering" schema_id=%d', schema_id)
+                    return Writer(schema_id, "unavailable", detail=str(exc)[:300])
+                if self.stop.is_set():
+                    raise
+                wait = BACKOFF_S[min(attempt, len(BACKOFF_S) - 1)]
+                attempt += 1
+                logger.warning(
+                    'event="paused: schema registry unavailable" schema_id=%d attempt=%d retry_in_s=%.0f reason="%s"',
+                    schema_id, attempt, wait, str(exc)[:200],
+                )
+                self.sleep(wait)
+
+    def resolve(self, schema_ids: Iterable[int]) -> dict[int, Writer]:
+        """Verdicts for these ids (and every final one known so far).
+
+        Raises:
+            RegistryUnavailable: paused on the registry when a stop was requested.
+        """
+        out = dict(self._final)
+        for i in sorted(set(schema_ids)):
+            out[i] = self._final.get(i) or self._settle(i)
+        return out

@@ -350,14 +350,14 @@ def build_parser() -> argparse.ArgumentParser:
         "registry",
         help="manage the local schema registry (Apicurio, Confluent-compatible API)",
         description=(
-            "Manage the local Confluent-compatible schema registry (Apicurio Registry, in-memory storage).\n"
+            "Manage the local Confluent-compatible schema registry (Apicurio Registry, H2 file storage).\n"
             "Its API is at http://localhost:<port>/apis/ccompat/v7, the default HEARTRISK_SCHEMA_REGISTRY_URL."
         ),
         formatter_class=_Formatter,
     )
     rsub = registry.add_subparsers(dest="registry_command", metavar="ACTION", required=True)
     _new(rsub, "up", "start the registry (idempotent) and wait until it answers", _registry_up, LOCAL_REGISTRY)
-    _new(rsub, "down", "stop the registry; its schemas are forgotten", _registry_down, LOCAL_REGISTRY)
+    _new(rsub, "down", "stop the registry (its schemas stay in its state dir)", _registry_down, LOCAL_REGISTRY)
     _new(rsub, "status", "whether the registry runs and answers", _registry_status, LOCAL_REGISTRY)
 
     data = sub.add_parser("data", help="the Cleveland data set", formatter_class=_Formatter)

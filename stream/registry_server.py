@@ -2,9 +2,9 @@
 
 ``heartrisk registry up | down | status`` drive it. It runs from the distribution
 ``make setup`` unpacked into ``.jvm/registry/`` (Apicurio 3.0.9, the newest that
-runs on Java 17), with in-memory storage: schemas live as long as the process,
-like the local broker's throwaway topics. Its pid file and log are in the state
-directory (``.registry-local/`` by default, git-ignored). The Confluent API is at
+runs on Java 17). Its storage is an H2 database file in the state directory
+(``.registry-local/`` by default, git-ignored), beside its pid file and log, so
+schema ids survive a restart of the registry, as a real registry's do. The Confluent API is at
 ``http://localhost:<port>/apis/ccompat/v7``.
 """
 
@@ -124,6 +124,7 @@ class LocalRegistry:
         cmd = [
             "java", f"-Xmx{self.heap}", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1",
             f"-Dquarkus.http.port={self.port}", "-Dquarkus.http.host=127.0.0.1",
+            f"-Dapicurio.datasource.url=jdbc:h2:file:{self.state_dir / 'registry-db'}",
             "-Dquarkus.log.level=WARN", "-Dquarkus.log.category.\"io.apicurio\".level=WARN",
             "-jar", str(jar),
         ]

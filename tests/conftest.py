@@ -5,6 +5,9 @@
 3. the project's own local KRaft broker (``stream.broker``), on free ports in a temp dir.
 
 The broker is session-scoped; each test makes its own uuid-named topics.
+
+The schema registry: ``HEARTRISK_TEST_SCHEMA_REGISTRY_URL`` when set, else the
+project's local Apicurio Registry (``stream.registry_server``) on a free port.
 """
 
 from __future__ import annotations
@@ -65,6 +68,25 @@ def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         yield broker.bootstrap
     finally:
         broker.down()
+
+
+@pytest.fixture(scope="session")
+def schema_registry_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """URL of a real Confluent-compatible schema registry for the whole session."""
+    existing = os.environ.get("HEARTRISK_TEST_SCHEMA_REGISTRY_URL")
+    if existing:
+        yield existing
+        return
+    from stream.registry_server import LocalRegistry
+
+    registry = LocalRegistry(
+        state_dir=tmp_path_factory.mktemp("registry"), port=free_port(), jvm_dir=PROJECT_ROOT / ".jvm"
+    )
+    registry.up()
+    try:
+        yield registry.url
+    finally:
+        registry.down()
 
 
 @pytest.fixture

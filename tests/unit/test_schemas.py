@@ -10,7 +10,15 @@ import pytest
 
 from stream.schema import SCHEMAS_DIR, clinical_fields, load_json
 
-PAIRS = [("patient_event.v1.avsc", "patient_event.v1.schema.json"), ("prediction.v1.avsc", "prediction.v1.schema.json")]
+PAIRS = [
+    ("patient_event.v1.avsc", "patient_event.v1.schema.json"),
+    ("patient_event.v2.avsc", "patient_event.v2.schema.json"),
+    ("prediction.v1.avsc", "prediction.v1.schema.json"),
+]
+
+
+def test_every_avro_schema_has_a_json_schema_twin_in_pairs():
+    assert {a for a, _ in PAIRS} == {p.name for p in SCHEMAS_DIR.glob("*.avsc")}
 AVRO_TYPES = {"integer": {"int", "long"}, "number": {"double", "float"}, "string": {"string"}}
 
 
@@ -91,7 +99,8 @@ def test_example_event_validates_against_json_schema():
         "angina": "Asymptomatic", "Glycemia": "Less than 120 mg/dl", "ECG": "Normal",
         "angina_after_sport": "No", "ecg_slope": "Rising", "fluoroscopy": 2, "thalassemia": "No",
     }
-    schema = load_json("patient_event.v1.schema.json")
-    jsonschema.validate(example, schema)
-    with pytest.raises(jsonschema.ValidationError):
-        jsonschema.validate({**example, "Age": 121}, schema)
+    for name in ("patient_event.v1.schema.json", "patient_event.v2.schema.json"):
+        schema = load_json(name)
+        jsonschema.validate(example, schema)
+        with pytest.raises(jsonschema.ValidationError):
+            jsonschema.validate({**example, "Age": 121}, schema)

@@ -1,0 +1,96 @@
+"""`heartrisk score --input-format avro` while its schema registry goes down and comes back.
+
+The scorer meets a schema id it has not seen while the registry is down: under
+the default policy (pause) the batch waits, nothing is written or dead-lettered
+for it, the process stays up, and when the registry is back every event is scored.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import fastavro
+import pytest
+from helpers import consume, end_offsets_total, free_port, wait_for
+
+from stream.avro import event_schema_versions, frame, load_avsc
+from stream.config import PROJECT_ROOT, load_settings
+from stream.produce import Event, publish
+from stream.registry import SchemaRegistry, subject_for
+from stream.registry_server import LocalRegistry
+
+pytestmark = pytest.mark.integration
+
+HEARTRISK = str(Path(sys.executable).with_name("heartrisk"))
+PATIENT = {
+    "Age": 61, "Blood_Pressure": 140, "Cholesterol": 260, "Heart_Rate": 130, "Sex": "Female",
+    "angina": "Asymptomatic", "Glycemia": "Less than 120 mg/dl", "ECG": "Normal",
+    "angina_after_sport": "Yes", "ecg_slope": "Flat", "fluoroscopy": 1, "thalassemia": "Reversible defect",
+}
+
+
+def framed(schema_id: int, schema: dict, i: int, prefix: str) -> Event:
+    buf = io.BytesIO()
+    record = {"event_id": f"{prefix}-{i}", "patient_id": f"{prefix}-p{i}", "event_time": None, "source": None,
+              "facility_id": "ward-2", **PATIENT}
+    fastavro.schemaless_writer(buf, fastavro.parse_schema(schema), record)
+    return Event(f"{prefix}-p{i}".encode(), frame(schema_id, buf.getvalue()))
+
+
+def test_registry_outage_pauses_the_scorer_and_loses_nothing(kafka_bootstrap, make_topics, tmp_path):
+    registry = LocalRegistry(state_dir=tmp_path / "registry", port=free_port(), jvm_dir=PROJECT_ROOT / ".jvm")
+    registry.up()
+    scorer = None
+    try:
+        inp, out, dlq = make_topics("events", "predictions", "dlq")
+        settings = load_settings(
+            {"bootstrap_servers": kafka_bootstrap, "input_topic": inp, "output_topic": out, "dlq_topic": dlq}
+        )
+        client = SchemaRegistry(registry.url)
+        v1, v2 = (load_avsc(event_schema_versions()[n]) for n in (1, 2))
+        v1_id = client.register(subject_for(inp), json.dumps(v1))
+        v2_id = client.register(subject_for(inp), json.dumps(v2))
+        assert v1_id != v2_id
+
+        env = dict(os.environ)
+        env.update(
+            HEARTRISK_BOOTSTRAP_SERVERS=kafka_bootstrap, HEARTRISK_INPUT_TOPIC=inp, HEARTRISK_OUTPUT_TOPIC=out,
+            HEARTRISK_DLQ_TOPIC=dlq, HEARTRISK_CHECKPOINT_DIR=str(tmp_path / "checkpoints"),
+            HEARTRISK_SPARK_MASTER="local[2]", HEARTRISK_TRIGGER="processing-time=500ms",
+            HEARTRISK_INPUT_FORMAT="avro", HEARTRISK_SCHEMA_REGISTRY_URL=registry.url,
+        )
+        log = tmp_path / "scorer.log"
+        scorer = subprocess.Popen(
+            [HEARTRISK, "score"], env=env, stdout=open(log, "ab"), stderr=subprocess.STDOUT, start_new_session=True
+        )
+        first = [framed(v1_id, v1, i, "v1") for i in range(100)]
+        publish(iter(first), 100, settings, progress=False)
+        consume(kafka_bootstrap, out, lambda r: len(r) >= 100, 180)
+
+        assert registry.down()
+        second = [framed(v2_id, v2, i, "v2") for i in range(100)]  # an id the scorer has not seen yet
+        publish(iter(second), 100, settings, progress=False)
+        wait_for(lambda: "paused: schema registry unavailable" in log.read_text(), 120, what="the pause")
+        assert scorer.poll() is None, "the scorer waits; it does not exit"
+        assert end_offsets_total(kafka_bootstrap, out) == 100, "nothing of the paused batch is written"
+        assert end_offsets_total(kafka_bootstrap, dlq) == 0, "and nothing is dead-lettered"
+
+        assert registry.up()  # same state dir: the H2 file keeps the schema ids
+        preds = consume(kafka_bootstrap, out, lambda r: len(r) >= 200, 180)
+        ids = {json.loads(m.value())["event_id"] for m in preds}
+        assert ids == {f"v1-{i}" for i in range(100)} | {f"v2-{i}" for i in range(100)}
+        assert end_offsets_total(kafka_bootstrap, dlq) == 0
+        assert "schema registry back" in log.read_text()
+
+        scorer.send_signal(signal.SIGTERM)
+        assert scorer.wait(120) == 0
+    finally:
+        if scorer is not None and scorer.poll() is None:
+            os.killpg(scorer.pid, signal.SIGKILL)
+        registry.down()

@@ -11,13 +11,16 @@ schema id in the batch it settles a verdict:
   waits instead, retrying with backoff, and nothing is read past it.
 
 ``ok`` and ``incompatible`` verdicts are final (an id's schema never changes) and
-cached; ``unknown`` and ``unavailable`` are asked again in the next batch.
+cached; ``unknown`` is remembered for a minute (so a flood of garbage ids costs one
+registry call per id per minute, not per batch); ``unavailable`` is asked again in
+the next batch.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -30,6 +33,7 @@ logger = logging.getLogger(__name__)
 
 CODES = {"unknown": "UNKNOWN_SCHEMA_ID", "incompatible": "INCOMPATIBLE_SCHEMA", "unavailable": "REGISTRY_UNAVAILABLE"}
 BACKOFF_S = (1.0, 2.0, 5.0, 10.0, 30.0)
+UNKNOWN_TTL_S = 60.0
 
 
 @dataclass(frozen=True)
@@ -64,6 +68,7 @@ class WriterSchemas:
         self.stop = stop or threading.Event()
         self.sleep = sleep or self.stop.wait  # a stop request ends the wait at once
         self._final: dict[int, Writer] = {}
+        self._unknown: dict[int, tuple[float, Writer]] = {}  # id -> (asked at, verdict)
 
     def _verdict(self, schema_id: int) -> Writer:
         found = self.registry.writer_schema(schema_id)  # raises SchemaNotFound / RegistryUnavailable
@@ -88,7 +93,9 @@ class WriterSchemas:
                 logger.info('event="writer schema" schema_id=%d status="%s"', schema_id, w.status)
                 return w
             except SchemaNotFound:
-                return Writer(schema_id, "unknown", detail=f"schema id {schema_id} is not in the registry")
+                w = Writer(schema_id, "unknown", detail=f"schema id {schema_id} is not in the registry")
+                self._unknown[schema_id] = (time.monotonic(), w)
+                return w
             except RegistryUnavailable as exc:
                 if self.on_unavailable == "dead-letter":
                     logger.warning('event="registry unavailable, dead-lettering" schema_id=%d', schema_id)
@@ -110,6 +117,13 @@ class WriterSchemas:
             RegistryUnavailable: paused on the registry when a stop was requested.
         """
         out = dict(self._final)
+        now = time.monotonic()
         for i in sorted(set(schema_ids)):
-            out[i] = self._final.get(i) or self._settle(i)
+            recent = self._unknown.get(i)
+            if i in self._final:
+                out[i] = self._final[i]
+            elif recent is not None and now - recent[0] < UNKNOWN_TTL_S:
+                out[i] = recent[1]
+            else:
+                out[i] = self._settle(i)
         return out

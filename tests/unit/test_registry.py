@@ -131,3 +131,11 @@ def test_dead_letter_policy_marks_the_id_unavailable_and_asks_again_next_batch()
     first = ws.resolve([5])
     assert first[5].code == "REGISTRY_UNAVAILABLE"
     assert ws.resolve([5])[5].status == "ok"
+
+
+def test_an_unknown_id_is_remembered_for_a_minute_not_asked_per_batch():
+    reg = FlakyRegistry({})
+    ws = WriterSchemas(reg, json.loads(reader_schema()))  # type: ignore[arg-type]
+    for _ in range(5):
+        assert ws.resolve([123])[123].code == "UNKNOWN_SCHEMA_ID"
+    assert reg.calls == 1

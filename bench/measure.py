@@ -11,6 +11,7 @@ import sys
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -66,9 +67,13 @@ class OutputStats:
 
 def read_output(
     settings: Settings, topic: str, expected: int, timeout_s: float = 120, keep_probabilities: bool = False,
-    latency_after_ms: float | None = None,
+    latency_after_ms: float | None = None, decode: Callable[[bytes], dict[str, Any]] | None = None,
 ) -> OutputStats:
-    """Consume a whole topic: count, first/last timestamps, per-record latency (output ts - input ts)."""
+    """Consume a whole topic: count, first/last timestamps, per-record latency (output ts - input ts).
+
+    ``decode`` turns a record value into a dict (default: JSON).
+    """
+    decode = decode or json.loads
     c = Consumer(
         settings.kafka_client_config(
             **{"group.id": f"bench-{uuid.uuid4().hex}", "auto.offset.reset": "earliest", "enable.auto.commit": False}
@@ -87,7 +92,7 @@ def read_output(
                 st.count += 1
                 st.first_ts_ms = min(st.first_ts_ms, ts)
                 st.last_ts_ms = max(st.last_ts_ms, ts)
-                rec = json.loads(m.value() or b"{}")
+                rec = decode(m.value() or b"{}")
                 seen.add(rec["event_id"])
                 if latency_after_ms is not None:
                     t_in = _iso_ms(rec["event_time"])

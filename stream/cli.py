@@ -303,6 +303,14 @@ def _bench(args: argparse.Namespace, s: Settings) -> int:
 
         msg = f"the benchmark needs the dev extras ({exc.name} missing): run `make setup`"
         raise SetupError(msg) from exc
+    if args.formats:
+        from bench.formats import PIPELINES, QUICK_PIPELINES, run_formats_bench
+
+        pipelines = QUICK_PIPELINES if args.quick else tuple(PIPELINES)
+        events, reps = (5_000, 1) if args.quick else (200_000, 3)
+        path = run_formats_bench(s, events, reps, pipelines, Path(args.results_dir))
+        print(f"results: {path} (+ .md beside it)")
+        return 0
     path = run_bench(s, quick=args.quick, results_dir=Path(args.results_dir))
     print(f"results: {path} (+ .md and .png beside it)")
     return 0
@@ -393,9 +401,12 @@ def build_parser() -> argparse.ArgumentParser:
     bn = _new(
         sub, "bench",
         "benchmark on the local broker: throughput, latency (micro-batch and real-time), ceiling, baselines",
-        _bench, (*LOCAL_BROKER, "model_dir", *(n for n in SPARK if n not in LOCAL_BROKER)),
+        _bench, (*LOCAL_BROKER, *LOCAL_REGISTRY[:2], "model_dir", *(n for n in SPARK if n not in LOCAL_BROKER)),
     )
     bn.add_argument("--quick", action="store_true", help="scaled-down run (under 3 minutes), as CI runs it")
+    bn.add_argument("--formats", action="store_true",
+                    help="instead: JSON vs Avro events/s (4 pipelines x 3 reps of 200,000 events, ~10 min; "
+                         "with --quick: 2 pipelines x 1 rep of 5,000); starts the local registry too")
     bn.add_argument("--results-dir", default="bench/results", help="where the JSON, Markdown and PNGs go")
     _new(
         sub, "exporter",

@@ -145,7 +145,11 @@ SPECS: dict[str, Spec] = {
             _choice("pause", "dead-letter"),
         ),
         Spec("registry_port", 8081, "port of the local schema registry", _port),
-        Spec("registry_state_dir", ".registry-local", "directory for the local registry's pid file, log and schema storage (H2)"),
+        Spec(
+            "registry_state_dir",
+            ".registry-local",
+            "directory for the local registry's pid file, log and schema storage (H2)",
+        ),
         # The local single-node KRaft broker (`heartrisk kafka ...`).
         Spec("kafka_port", 9092, "port of the local broker's client listener", _port),
         Spec("kafka_controller_port", 9093, "port of the local broker's KRaft controller", _port),

@@ -25,6 +25,7 @@ from stream.config import load_settings
 from stream.produce import AVRO_BAD_KINDS, Event, avro_bad_event, avro_encoder, bad_event, generate, publish
 from stream.query import start_scorer, stop_gracefully
 from stream.registry import SchemaRegistry, subject_for
+from stream.tail import tail
 
 pytestmark = pytest.mark.integration
 
@@ -115,6 +116,11 @@ def test_avro_in_avro_out_with_every_avro_error_reconciles_and_the_query_keeps_r
     sent = {e.key.decode() for e in valid}
     assert {r["patient_id"] for r in recs} == sent
     assert all(0.0 < r["probability"] < 1.0 and r["risk_level"] in ("Low", "Medium", "High") for r in recs)
+    # the operator's view decodes them too
+    screen = io.StringIO()
+    assert tail(s, from_beginning=True, max_messages=500, timeout_s=30, out=screen, colour=False) == 500
+    lines = screen.getvalue().splitlines()
+    assert len(lines) == 500 and all(" p=" in line and "patient=" in line for line in lines)
 
     letters = [json.loads(m.value()) for m in dead]
     codes = Counter(r["error_code"] for r in letters)

@@ -52,3 +52,30 @@ def test_bench_quick_writes_results_that_reconcile(tmp_path):
         assert all(x["predictions"] == x["events"] for x in res["scaling"][group])
     assert {t["figure"] for t in res["targets"]} >= {"end-to-end throughput (events/s)"}
     assert "## Against the targets" in json_path.with_suffix(".md").read_text()
+
+
+def test_bench_formats_quick_reconciles_json_and_avro(tmp_path):
+    env = {
+        **os.environ,
+        "HEARTRISK_KAFKA_PORT": str(free_port()),
+        "HEARTRISK_KAFKA_CONTROLLER_PORT": str(free_port()),
+        "HEARTRISK_KAFKA_STATE_DIR": str(tmp_path / "kafka"),
+        "HEARTRISK_REGISTRY_PORT": str(free_port()),
+        "HEARTRISK_REGISTRY_STATE_DIR": str(tmp_path / "registry"),
+    }
+    out = tmp_path / "results"
+    r = subprocess.run(
+        [HEARTRISK, "bench", "--formats", "--quick", "--results-dir", str(out)],
+        env=env, capture_output=True, text=True, timeout=600,
+    )
+    assert r.returncode == 0, r.stderr[-4000:]
+    (json_path,) = out.glob("*-formats-*.json")
+    res = json.loads(json_path.read_text())
+    assert set(res["runs"]) == {"json->json", "avro->avro"}
+    for runs in res["runs"].values():
+        (run,) = runs
+        assert run["completed"] is True
+        assert run["predictions"] == run["distinct_event_ids"] == run["events"] == 5000
+        assert run["events_per_second"] > 0 and run["batches"] >= 1
+    assert res["summary"]["json->json"]["ratio_to_json->json"] == 1.0
+    assert "| avro->avro |" in json_path.with_suffix(".md").read_text()

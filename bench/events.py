@@ -6,6 +6,7 @@ import json
 import time
 import uuid
 from collections.abc import Iterator
+from typing import Protocol
 
 from confluent_kafka import Producer
 
@@ -53,7 +54,15 @@ def producer(settings: Settings) -> Producer:
     )
 
 
-def preload(settings: Settings, topic: str, n: int, factory: EventFactory, start: int = 0) -> float:
+class Events(Protocol):
+    """Anything that makes event number i (``EventFactory``, or ``bench.formats.AvroEvents``)."""
+
+    def event(self, i: int) -> tuple[bytes, bytes]:
+        """Key and value of event number i."""
+        ...
+
+
+def preload(settings: Settings, topic: str, n: int, factory: Events, start: int = 0) -> float:
     """Publish n events as fast as possible (not timed by the benchmark); return seconds taken."""
     p = producer(settings)
     t0 = time.monotonic()

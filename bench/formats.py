@@ -34,7 +34,7 @@ from typing import Any
 
 import fastavro
 
-from bench.events import EventFactory, producer
+from bench.events import EventFactory, preload
 from bench.measure import Scorer, read_output, wait_for_total
 from bench.run import machine_info, say
 from stream.avro import event_schema_versions, frame, load_avsc, prediction_schema
@@ -86,21 +86,6 @@ class AvroEvents:
         return pid.encode(), self.header + b"\x02" + _zigzag_len(len(eid)) + eid + tail
 
 
-def _preload(s: Settings, topic: str, n: int, make: Any) -> None:
-    p = producer(s)
-    for i in range(n):
-        key, value = make(i)
-        while True:
-            try:
-                p.produce(topic, value=value, key=key)
-                break
-            except BufferError:
-                p.poll(0.05)
-    if p.flush(120):
-        msg = "preload events were not delivered"
-        raise RuntimeError(msg)
-
-
 def _avro_prediction_decoder() -> Any:
     schema = fastavro.parse_schema(json.loads(prediction_schema()))
 
@@ -134,9 +119,9 @@ def run_formats_bench(settings: Settings, events: int, reps: int, pipelines: tup
                     schema_id = SchemaRegistry(s.schema_registry_url).register(
                         subject_for(t[0]), json.dumps(load_avsc(event_schema_versions()[1]))
                     )
-                    _preload(s, t[0], events, AvroEvents(factory, schema_id).event)
+                    preload(s, t[0], events, AvroEvents(factory, schema_id))
                 else:
-                    _preload(s, t[0], events, factory.event)
+                    preload(s, t[0], events, factory)
                 say(f"formats: {name}, rep {rep + 1}/{reps}, {events} events")
                 env = {
                     **s.to_env(),

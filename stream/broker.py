@@ -8,11 +8,7 @@ pid file in the state directory (``.kafka-local/`` by default, git-ignored).
 from __future__ import annotations
 
 import base64
-import contextlib
 import logging
-import os
-import signal
-import socket
 import subprocess
 import time
 import uuid
@@ -27,6 +23,9 @@ from confluent_kafka.admin import AdminClient, NewTopic
 from stream.config import Settings
 from stream.errors import BrokerError
 from stream.jvm import classpath_jars, java_major_version
+from stream.processes import alive, port_in_use, stop_group, tail
+
+__all__ = ["LocalBroker", "describe_topics", "ensure_topics", "port_in_use", "tail"]
 
 logger = logging.getLogger(__name__)
 
@@ -104,7 +103,7 @@ class LocalBroker:
             pid = int(self.pid_file.read_text().strip())
         except (FileNotFoundError, ValueError):
             return None
-        if _alive(pid) and _is_our_broker(pid, self.config_file):
+        if alive(pid) and _is_our_broker(pid, self.config_file):
             return pid
         self.pid_file.unlink(missing_ok=True)
         return None
@@ -242,34 +241,9 @@ class LocalBroker:
         pid = self.pid()
         if pid is None:
             return False
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(pid, signal.SIGTERM)
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline and _alive(pid):
-            time.sleep(0.2)
-        if _alive(pid):
-            logger.warning('event="broker did not stop in time, killing" pid=%d', pid)
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(pid, signal.SIGKILL)
-            while _alive(pid):
-                time.sleep(0.1)
+        stop_group(pid, timeout_s, "broker")
         self.pid_file.unlink(missing_ok=True)
         return True
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    # A zombie child counts as gone.
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().split()[2] != "Z"
-    except OSError:
-        return False
 
 
 def _is_our_broker(pid: int, config_file: Path) -> bool:
@@ -278,21 +252,6 @@ def _is_our_broker(pid: int, config_file: Path) -> bool:
     except OSError:
         return False
     return b"kafka.Kafka" in cmdline and str(config_file).encode() in cmdline
-
-
-def port_in_use(port: int, host: str = "127.0.0.1") -> bool:
-    """Whether something accepts connections on the port."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.settimeout(0.5)
-        return s.connect_ex((host, port)) == 0
-
-
-def tail(path: Path, lines: int) -> str:
-    """The last lines of a text file ('' when missing)."""
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    except FileNotFoundError:
-        return ""
 
 
 def ensure_topics(

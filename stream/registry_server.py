@@ -10,10 +10,7 @@ schema ids survive a restart of the registry, as a real registry's do. The Confl
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import os
-import signal
 import subprocess
 import time
 import urllib.error
@@ -21,10 +18,10 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from stream.broker import _alive, port_in_use, tail
 from stream.config import Settings
 from stream.errors import RegistryError, SetupError
 from stream.jvm import java_major_version
+from stream.processes import alive, port_in_use, stop_group, tail
 
 logger = logging.getLogger(__name__)
 
@@ -80,7 +77,7 @@ class LocalRegistry:
             pid = int(self.pid_file.read_text().strip())
         except (FileNotFoundError, ValueError):
             return None
-        if _alive(pid) and self._is_ours(pid):
+        if alive(pid) and self._is_ours(pid):
             return pid
         self.pid_file.unlink(missing_ok=True)
         return None
@@ -160,16 +157,6 @@ class LocalRegistry:
         pid = self.pid()
         if pid is None:
             return False
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(pid, signal.SIGTERM)
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline and _alive(pid):
-            time.sleep(0.2)
-        if _alive(pid):
-            logger.warning('event="registry did not stop in time, killing" pid=%d', pid)
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(pid, signal.SIGKILL)
-            while _alive(pid):
-                time.sleep(0.1)
+        stop_group(pid, timeout_s, "registry")
         self.pid_file.unlink(missing_ok=True)
         return True

@@ -287,10 +287,35 @@ def ensure_topics(
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         md = admin.list_topics(timeout=timeout_s).topics
-        if all(t in md and md[t].partitions and not md[t].error for t in wanted):
+        if all(
+            t in md and md[t].partitions and not md[t].error
+            and all(p.leader >= 0 and not p.error for p in md[t].partitions.values())
+            for t in wanted
+        ):
             break
         time.sleep(0.2)
     return created
+
+
+def _end_offset(consumer: Any, topic: str, partition: int, timeout_s: float) -> int:
+    """A partition's end offset; retries while a new broker is still electing leaders.
+
+    Raises:
+        BrokerError: the broker kept failing for ``timeout_s``.
+    """
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            return int(consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=timeout_s)[1])
+        except KafkaException as exc:
+            err = exc.args[0]
+            if not err.retriable() and err.name() not in ("NOT_LEADER_FOR_PARTITION", "LEADER_NOT_AVAILABLE"):
+                msg = f"cannot read the end offset of {topic}[{partition}]: {err.str()}"
+                raise BrokerError(msg) from exc
+            if time.monotonic() >= deadline:
+                msg = f"cannot read the end offset of {topic}[{partition}] within {timeout_s:.0f}s: {err.str()}"
+                raise BrokerError(msg) from exc
+            time.sleep(0.2)
 
 
 @dataclass(frozen=True)
@@ -334,10 +359,7 @@ def describe_topics(
             if name.startswith("__"):
                 continue
             parts = sorted(md.topics[name].partitions)
-            ends = [
-                consumer.get_watermark_offsets(TopicPartition(name, p), timeout=timeout_s)[1]
-                for p in parts
-            ]
+            ends = [_end_offset(consumer, name, p, timeout_s) for p in parts]
             out.append(TopicStatus(name, len(parts), ends))
         return out
     finally:

@@ -3,6 +3,7 @@
 The scorer meets a schema id it has not seen while the registry is down: under
 the default policy (pause) the batch waits, nothing is written or dead-lettered
 for it, the process stays up, and when the registry is back every event is scored.
+A SIGTERM during a pause exits 0; the paused batch is read again after a restart.
 """
 
 from __future__ import annotations
@@ -87,6 +88,26 @@ def test_registry_outage_pauses_the_scorer_and_loses_nothing(kafka_bootstrap, ma
         assert ids == {f"v1-{i}" for i in range(100)} | {f"v2-{i}" for i in range(100)}
         assert end_offsets_total(kafka_bootstrap, dlq) == 0
         assert "schema registry back" in log.read_text()
+
+        # SIGTERM while paused: exit 0, nothing committed for the paused batch, scored after a restart
+        v3 = {**v2, "doc": "v2 with another doc: new content, so a new schema id"}
+        v3_id = client.register(subject_for(inp), json.dumps(v3))
+        assert registry.down()
+        third = [framed(v3_id, v3, i, "v3") for i in range(10)]
+        publish(iter(third), 10, settings, progress=False)
+        pauses = log.read_text().count("paused: schema registry unavailable")
+        wait_for(lambda: log.read_text().count("paused: schema registry unavailable") > pauses, 120,
+                 what="the second pause")
+        scorer.send_signal(signal.SIGTERM)
+        assert scorer.wait(120) == 0
+        assert end_offsets_total(kafka_bootstrap, out) == 200
+        assert registry.up()
+        scorer = subprocess.Popen(
+            [HEARTRISK, "score"], env=env, stdout=open(log, "ab"), stderr=subprocess.STDOUT, start_new_session=True
+        )
+        preds = consume(kafka_bootstrap, out, lambda r: len(r) >= 210, 180)
+        assert {json.loads(m.value())["event_id"] for m in preds} >= {f"v3-{i}" for i in range(10)}
+        assert len(preds) == 210 and end_offsets_total(kafka_bootstrap, dlq) == 0
 
         scorer.send_signal(signal.SIGTERM)
         assert scorer.wait(120) == 0

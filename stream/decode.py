@@ -67,13 +67,18 @@ def is_framed(value: Column) -> Column:
     return F.substring(value, 1, 1) == F.unhex(F.lit(f"{MAGIC:02x}"))
 
 
+def has_header(value: Column) -> Column:
+    """Framed, and long enough to hold the 5-byte header (so bytes 1-4 are a schema id)."""
+    return is_framed(value) & (F.octet_length(value) >= HEADER_BYTES)
+
+
 def decode_events(
     df: DataFrame, input_format: str = "json", writers: Mapping[int, Writer] | None = None
 ) -> DataFrame:
     """Add ``event`` (typed struct), ``_present`` (raw field map, when needed) and ``decode_error``.
 
-    Also ``decode_detail`` (a specific reason, when there is one) and ``schema_id``
-    (Avro messages only). ``input_format`` is json, avro or auto.
+    Also ``decode_detail`` (a specific reason, when there is one), and with Avro
+    input ``schema_id``. ``input_format`` is json, avro or auto.
     """
     size_error = _size_error(F.col("value"))
     if input_format == "json":
@@ -88,8 +93,6 @@ def decode_events(
     df = df.withColumn(DECODE_DETAIL, F.lit(None).cast("string"))
     if input_format != "json":
         df = _decode_avro(df, input_format, writers or {})
-    else:
-        df = df.withColumn(SCHEMA_ID, F.lit(None).cast("long"))
     df = df.withColumn(
         _JSON, F.when(F.col(DECODE_ERROR).isNull() & ~F.col(_IS_AVRO), F.col("value").cast("string"))
     )
@@ -142,20 +145,17 @@ def _decode_avro(df: DataFrame, input_format: str, writers: Mapping[int, Writer]
 
     value = F.col("value")
     avro_ok = F.col(_IS_AVRO) & F.col(DECODE_ERROR).isNull()
-    framed = is_framed(value) & (F.octet_length(value) >= HEADER_BYTES)
-    df = df.withColumn(SCHEMA_ID, F.when(avro_ok & framed, schema_id_column(value)))
+    df = df.withColumn(SCHEMA_ID, F.when(avro_ok & has_header(value), schema_id_column(value)))
     sid = F.col(SCHEMA_ID)
     payload = F.expr(f"substring(value, {HEADER_BYTES + 1})")
     reader = reader_schema()
     sentinel = next(f["name"] for f in json.loads(reader)["fields"] if not isinstance(f["type"], list))
     readable = {i: w for i, w in writers.items() if w.status == "ok"}
-    decoded: Column = F.lit(None)
     if readable:
         options = {"mode": "PERMISSIVE", "avroSchema": reader}
-        case = F.when(F.lit(False), F.lit(None))
+        decoded = F.when(F.lit(False), F.lit(None))
         for i, w in sorted(readable.items()):
-            case = case.when(sid == i, from_avro(payload, w.schema_str, options))
-        decoded = case
+            decoded = decoded.when(sid == i, from_avro(payload, w.schema_str, options))
         df = df.withColumn(_AVRO, F.when(sid.isNotNull(), decoded))
         undecodable = F.col(_AVRO)[sentinel].isNull()
         df = df.withColumn(_AVRO, F.when(~undecodable, _avro_event(F.col(_AVRO))))

@@ -32,9 +32,8 @@ from pyspark import StorageLevel
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-from stream.avro import HEADER_BYTES
 from stream.config import Settings
-from stream.decode import is_framed, schema_id_column
+from stream.decode import has_header, schema_id_column
 from stream.encode import encode_output, stamp_scored_at
 from stream.listener import ProgressListener, observed_columns
 from stream.model import LoadedModel
@@ -47,8 +46,7 @@ logger = logging.getLogger(__name__)
 def batch_schema_ids(raw: DataFrame) -> list[int]:
     """The distinct schema ids of the framed messages in a batch."""
     value = F.col("value")
-    framed = value.isNotNull() & (F.octet_length(value) >= HEADER_BYTES) & is_framed(value)
-    rows = raw.where(framed).select(schema_id_column(value).alias("id")).distinct().collect()
+    rows = raw.where(has_header(value)).select(schema_id_column(value).alias("id")).distinct().collect()
     return sorted(int(r["id"]) for r in rows)
 
 

@@ -405,7 +405,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     bn.add_argument("--quick", action="store_true", help="scaled-down run (under 3 minutes), as CI runs it")
     bn.add_argument("--formats", action="store_true",
-                    help="instead: JSON vs Avro events/s (4 pipelines x 3 reps of 200,000 events, ~10 min; "
+                    help="instead: JSON vs Avro events/s (4 pipelines x 3 reps of 200,000 events, ~9 min; "
                          "with --quick: 2 pipelines x 1 rep of 5,000); starts the local registry too")
     bn.add_argument("--results-dir", default="bench/results", help="where the JSON, Markdown and PNGs go")
     _new(

@@ -23,7 +23,7 @@ from confluent_kafka.admin import AdminClient, NewTopic
 from stream.config import Settings
 from stream.errors import BrokerError
 from stream.jvm import classpath_jars, java_major_version
-from stream.processes import alive, port_in_use, stop_group, tail
+from stream.processes import live_pid, port_in_use, stop_recorded, tail
 
 __all__ = ["LocalBroker", "describe_topics", "ensure_topics", "port_in_use", "tail"]
 
@@ -99,14 +99,10 @@ class LocalBroker:
     # ---- process state -------------------------------------------------
     def pid(self) -> int | None:
         """Pid of our broker if it is alive, else None (a stale pid file is removed)."""
-        try:
-            pid = int(self.pid_file.read_text().strip())
-        except (FileNotFoundError, ValueError):
-            return None
-        if alive(pid) and _is_our_broker(pid, self.config_file):
-            return pid
-        self.pid_file.unlink(missing_ok=True)
-        return None
+        return live_pid(self.pid_file, self._is_ours)
+
+    def _is_ours(self, pid: int) -> bool:
+        return _is_our_broker(pid, self.config_file)
 
     def server_properties(self) -> str:
         """The broker's configuration: one node, KRaft combined mode, loopback only."""
@@ -238,12 +234,7 @@ class LocalBroker:
         Returns:
             True when a broker was stopped, False when none was running.
         """
-        pid = self.pid()
-        if pid is None:
-            return False
-        stop_group(pid, timeout_s, "broker")
-        self.pid_file.unlink(missing_ok=True)
-        return True
+        return stop_recorded(self.pid_file, self._is_ours, timeout_s, "broker")
 
 
 def _is_our_broker(pid: int, config_file: Path) -> bool:

@@ -8,6 +8,7 @@ import os
 import signal
 import socket
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 logger = logging.getLogger(__name__)
@@ -41,6 +42,28 @@ def stop_group(pid: int, timeout_s: float, what: str) -> None:
             os.killpg(pid, signal.SIGKILL)
         while alive(pid):
             time.sleep(0.1)
+
+
+def live_pid(pid_file: Path, is_ours: Callable[[int], bool]) -> int | None:
+    """The pid recorded in ``pid_file`` if that process is alive and ours; a stale file is removed."""
+    try:
+        pid = int(pid_file.read_text().strip())
+    except (FileNotFoundError, ValueError):
+        return None
+    if alive(pid) and is_ours(pid):
+        return pid
+    pid_file.unlink(missing_ok=True)
+    return None
+
+
+def stop_recorded(pid_file: Path, is_ours: Callable[[int], bool], timeout_s: float, what: str) -> bool:
+    """Stop the live process recorded in ``pid_file``; False when none was running."""
+    pid = live_pid(pid_file, is_ours)
+    if pid is None:
+        return False
+    stop_group(pid, timeout_s, what)
+    pid_file.unlink(missing_ok=True)
+    return True
 
 
 def port_in_use(port: int, host: str = "127.0.0.1") -> bool:

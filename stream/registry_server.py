@@ -21,7 +21,7 @@ from pathlib import Path
 from stream.config import Settings
 from stream.errors import RegistryError, SetupError
 from stream.jvm import java_major_version
-from stream.processes import alive, port_in_use, stop_group, tail
+from stream.processes import live_pid, port_in_use, stop_recorded, tail
 
 logger = logging.getLogger(__name__)
 
@@ -73,14 +73,7 @@ class LocalRegistry:
 
     def pid(self) -> int | None:
         """Pid of our registry if it is alive, else None (a stale pid file is removed)."""
-        try:
-            pid = int(self.pid_file.read_text().strip())
-        except (FileNotFoundError, ValueError):
-            return None
-        if alive(pid) and self._is_ours(pid):
-            return pid
-        self.pid_file.unlink(missing_ok=True)
-        return None
+        return live_pid(self.pid_file, self._is_ours)
 
     def _is_ours(self, pid: int) -> bool:
         try:
@@ -154,9 +147,4 @@ class LocalRegistry:
         Returns:
             True when a registry was stopped, False when none was running.
         """
-        pid = self.pid()
-        if pid is None:
-            return False
-        stop_group(pid, timeout_s, "registry")
-        self.pid_file.unlink(missing_ok=True)
-        return True
+        return stop_recorded(self.pid_file, self._is_ours, timeout_s, "registry")

@@ -67,10 +67,17 @@ def stop_recorded(pid_file: Path, is_ours: Callable[[int], bool], timeout_s: flo
 
 
 def port_in_use(port: int, host: str = "127.0.0.1") -> bool:
-    """Whether something accepts connections on the port."""
+    """Whether something accepts connections on the port.
+
+    A connection to a free port in the ephemeral range can, rarely, get that very
+    port as its own source port and "connect" to itself (TCP simultaneous open);
+    that is not a listener, so it does not count.
+    """
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.settimeout(0.5)
-        return s.connect_ex((host, port)) == 0
+        if s.connect_ex((host, port)) != 0:
+            return False
+        return bool(s.getsockname()[1] != port)
 
 
 def tail(path: Path, lines: int) -> str:

@@ -25,11 +25,22 @@ def wait_for(
     raise AssertionError(f"timed out after {timeout_s:.0f}s waiting for {what}; last value: {last!r}")
 
 
+_handed_out: set[int] = set()
+
+
 def free_port() -> int:
-    """A TCP port nothing listens on right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    """A TCP port nothing listens on right now, and never one this session handed out before.
+
+    The kernel may give the same ephemeral port to two bind(0) calls in a row; two
+    services told to listen on it (a broker's controller and a registry, say) would clash.
+    """
+    while True:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            s.bind(("127.0.0.1", 0))
+            port = int(s.getsockname()[1])
+        if port not in _handed_out:
+            _handed_out.add(port)
+            return port
 
 
 def topic_name(prefix: str) -> str:

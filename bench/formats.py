@@ -100,14 +100,15 @@ def run_formats_bench(settings: Settings, events: int, reps: int, pipelines: tup
     """Drain ``events`` through each pipeline ``reps`` times; write JSON + Markdown; return the JSON path."""
     started = time.monotonic()
     broker = LocalBroker.from_settings(settings)
-    started_broker = broker.up()
     registry = LocalRegistry.from_settings(settings)
-    started_registry = registry.up()
-    s = dataclasses.replace(settings, bootstrap_servers=broker.bootstrap, schema_registry_url=registry.url)
-    work = Path(tempfile.mkdtemp(prefix="heartrisk-bench-formats-"))
-    factory = EventFactory(s)
+    started_broker = broker.up()
+    started_registry = False
     runs: dict[str, list[dict[str, Any]]] = {p: [] for p in pipelines}
-    try:
+    try:  # the broker is stopped again even when the registry cannot start
+        started_registry = registry.up()
+        s = dataclasses.replace(settings, bootstrap_servers=broker.bootstrap, schema_registry_url=registry.url)
+        work = Path(tempfile.mkdtemp(prefix="heartrisk-bench-formats-"))
+        factory = EventFactory(s)
         for rep in range(reps):
             order = pipelines[rep % len(pipelines):] + pipelines[:rep % len(pipelines)]
             for name in order:

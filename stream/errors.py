@@ -60,5 +60,15 @@ class RegistryUnavailable(RegistryError):
     """The registry does not answer (network, 5xx, timeout): retrying may help."""
 
 
+class StoppedWhilePaused(RegistryUnavailable):
+    """A stop was requested while a batch waited for the registry.
+
+    Raised inside ``foreachBatch`` so the batch ends *uncommitted* (it is read
+    again after a restart); ``run_scorer`` treats a query ended by it as a clean stop.
+    """
+
+    MARKER = "stopped while paused on the schema registry"
+
+
 class SchemaNotFound(RegistryError):
     """The registry answered: it has no schema with this id (retrying will not help)."""

@@ -18,6 +18,7 @@ from collections.abc import Mapping
 from types import FrameType
 from typing import Any, cast
 
+from pyspark.errors import StreamingQueryException
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql.streaming import StreamingQuery
 
@@ -26,7 +27,7 @@ from stream.checkpoint import check_fingerprint
 from stream.config import Settings
 from stream.decode import decode_events
 from stream.encode import encode_output, stamp_scored_at
-from stream.errors import BrokerError, ConfigError, HeartriskError
+from stream.errors import BrokerError, ConfigError, HeartriskError, StoppedWhilePaused
 from stream.listener import ProgressListener, observe_batch
 from stream.model import LoadedModel, load_metadata, load_model
 from stream.per_batch import BatchScorer
@@ -186,6 +187,31 @@ def stop_gracefully(query: StreamingQuery, timeout_s: float = STOP_WAIT_S, real_
     query.stop()
 
 
+def await_stop_or_end(query: StreamingQuery, stop: threading.Event) -> None:
+    """Return when a stop is requested or the query ends (its error, if any, is read by the caller).
+
+    ``awaitTermination`` raises when the query ends with an error, and a stop
+    while paused on the registry ends it that way on purpose (so the paused
+    batch is not committed); the caller decides what the end means.
+    """
+    while query.isActive and not stop.is_set():
+        try:
+            query.awaitTermination(cast(Any, 0.5))
+        except StreamingQueryException:
+            return
+
+
+def failure_message(exc: BaseException | None, stopped: bool) -> str | None:
+    """What to report for how the query ended: None for a clean end.
+
+    A query ended by a stop request while paused on the registry is a clean stop;
+    any other error is a failure, even if a stop was requested at the same time.
+    """
+    if exc is None or (stopped and StoppedWhilePaused.MARKER in str(exc)):
+        return None
+    return f"the streaming query failed: {str(exc).splitlines()[0][:500]}"
+
+
 def run_scorer(settings: Settings) -> int:
     """The ``heartrisk score`` command: run until stopped by a signal or a failure."""
     from stream.session import get_spark
@@ -203,18 +229,15 @@ def run_scorer(settings: Settings) -> int:
     previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
         query = start_scorer(spark, settings, model, stop)
-        while query.isActive and not stop.is_set():
-            query.awaitTermination(cast(Any, 0.5))
+        await_stop_or_end(query, stop)
+        if stop.is_set() and query.isActive:
+            stop_gracefully(query, real_time=is_real_time(settings.trigger))
+        failure = failure_message(query.exception(), stopped=stop.is_set())
+        if failure:
+            raise HeartriskError(failure)
         if stop.is_set():
-            if query.isActive:
-                stop_gracefully(query, real_time=is_real_time(settings.trigger))
             # a batch paused on the registry ends uncommitted: it is read again on restart
             logger.info('event="scorer stopped" query="%s"', settings.query_name)
-            return 0
-        exc = query.exception()
-        if exc is not None:
-            msg = f"the streaming query failed: {str(exc).splitlines()[0][:500]}"
-            raise HeartriskError(msg)
         return 0
     finally:
         for s, h in previous.items():

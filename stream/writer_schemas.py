@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from stream.avro import compatibility_error
-from stream.errors import RegistryUnavailable, SchemaNotFound
+from stream.errors import RegistryUnavailable, SchemaNotFound, StoppedWhilePaused
 from stream.registry import SchemaRegistry
 
 logger = logging.getLogger(__name__)
@@ -101,7 +101,13 @@ class WriterSchemas:
                     logger.warning('event="registry unavailable, dead-lettering" schema_id=%d', schema_id)
                     return Writer(schema_id, "unavailable", detail=str(exc)[:300])
                 if self.stop.is_set():
-                    raise
+                    msg = f"{StoppedWhilePaused.MARKER}: schema id {schema_id}; the batch stays uncommitted"
+                    logger.warning(
+                        'event="stop while paused" schema_id=%d note="the batch ends uncommitted and is read again '
+                        'on restart; the FOREACH_BATCH_USER_FUNCTION_ERROR traces that follow are expected"',
+                        schema_id,
+                    )
+                    raise StoppedWhilePaused(msg) from exc
                 wait = BACKOFF_S[min(attempt, len(BACKOFF_S) - 1)]
                 attempt += 1
                 logger.warning(
@@ -114,7 +120,7 @@ class WriterSchemas:
         """Verdicts for these ids (and every final one known so far).
 
         Raises:
-            RegistryUnavailable: paused on the registry when a stop was requested.
+            StoppedWhilePaused: paused on the registry when a stop was requested.
         """
         out = dict(self._final)
         now = time.monotonic()

@@ -99,7 +99,8 @@ def test_registry_outage_pauses_the_scorer_and_loses_nothing(kafka_bootstrap, ma
         wait_for(lambda: log.read_text().count("paused: schema registry unavailable") > pauses, 120,
                  what="the second pause")
         scorer.send_signal(signal.SIGTERM)
-        assert scorer.wait(120) == 0
+        assert scorer.wait(120) == 0, f"a stop while paused is a clean stop; the scorer's log ends:\n{_tail(log)}"
+        assert log.read_text().count('event="scorer stopped"') == 1
         assert end_offsets_total(kafka_bootstrap, out) == 200
         assert registry.up()
         scorer = subprocess.Popen(
@@ -110,8 +111,12 @@ def test_registry_outage_pauses_the_scorer_and_loses_nothing(kafka_bootstrap, ma
         assert len(preds) == 210 and end_offsets_total(kafka_bootstrap, dlq) == 0
 
         scorer.send_signal(signal.SIGTERM)
-        assert scorer.wait(120) == 0
+        assert scorer.wait(120) == 0, _tail(log)
     finally:
         if scorer is not None and scorer.poll() is None:
             os.killpg(scorer.pid, signal.SIGKILL)
         registry.down()
+
+
+def _tail(log: Path, lines: int = 30) -> str:
+    return "\n".join(log.read_text(errors="replace").splitlines()[-lines:])

@@ -148,7 +148,9 @@ def start_scorer(
     """
     check_fingerprint(spark, settings)
     check_real_time(spark, settings)
-    prediction_schema_id = register_prediction_schema(settings)
+    uses_registry = settings.input_format != "json" or settings.output_format == "avro"
+    registry = SchemaRegistry.from_settings(settings) if uses_registry else None  # one client, one cache
+    prediction_schema_id = register_prediction_schema(settings, registry)
     listener = ProgressListener(settings.progress_path, settings.query_name, model.version)
     spark.streams.addListener(listener)
     raw = read_events(spark, settings)
@@ -156,7 +158,7 @@ def start_scorer(
         out = build_output(raw, model, settings, observe=True, prediction_schema_id=prediction_schema_id)
         query = write_predictions(out, settings).start()
     else:
-        registry = SchemaRegistry.from_settings(settings)
+        assert registry is not None  # avro or auto input
         writers = WriterSchemas(registry, json.loads(reader_schema()), settings.registry_unavailable, stop)
         scorer = BatchScorer(settings, model, writers, listener, prediction_schema_id)
         query = write_per_batch(raw, settings, scorer).start()

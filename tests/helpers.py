@@ -1,11 +1,16 @@
-"""Test helpers: waiting with deadlines, free ports, topic names."""
+"""Test helpers: waiting with deadlines, free ports, topic names, HTTP, a real Pushgateway."""
 
 from __future__ import annotations
 
+import shutil
 import socket
+import subprocess
 import time
+import urllib.error
+import urllib.request
 import uuid
 from collections.abc import Callable
+from pathlib import Path
 from typing import TypeVar
 
 T = TypeVar("T")
@@ -86,3 +91,51 @@ def end_offsets_total(bootstrap: str, topic: str) -> int:
         if t.name == topic:
             return t.messages
     raise AssertionError(f"no topic {topic}")
+
+
+def http_get(url: str, timeout: float = 3.0) -> tuple[int, str]:
+    """(status, body); status 0 when nothing answers."""
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as r:
+            return r.status, r.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode()
+    except OSError:
+        return 0, ""
+
+
+class Pushgateway:
+    """A real Prometheus Pushgateway (Debian's package) on a free port."""
+
+    def __init__(self, tmp: Path) -> None:
+        self.port = free_port()
+        self.tmp = tmp
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        binary = shutil.which("prometheus-pushgateway")
+        assert binary, "prometheus-pushgateway comes from Debian, installed by `make setup`"
+        self.proc = subprocess.Popen(
+            [binary, f"--web.listen-address=127.0.0.1:{self.port}"],
+            stdout=open(self.tmp / "pushgateway.log", "ab"),
+            stderr=subprocess.STDOUT,
+        )
+        wait_for(lambda: http_get(f"http://127.0.0.1:{self.port}/-/ready")[0] == 200, 30, what="pushgateway ready")
+
+    def kill(self) -> None:
+        assert self.proc is not None
+        self.proc.kill()
+        self.proc.wait(10)
+
+    def groups(self) -> str:
+        return http_get(f"http://127.0.0.1:{self.port}/metrics")[1]
+
+    def value(self, name: str, **labels: str) -> float | None:
+        """The pushed sample ``name`` whose labels include ``labels``; None if absent."""
+        from prometheus_client.parser import text_string_to_metric_families
+
+        for fam in text_string_to_metric_families(self.groups()):
+            for s in fam.samples:
+                if s.name == name and labels.items() <= s.labels.items():
+                    return float(s.value)
+        return None

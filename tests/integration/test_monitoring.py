@@ -16,7 +16,8 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from helpers import free_port, wait_for
+from helpers import Pushgateway, free_port, wait_for
+from helpers import http_get as _get
 
 from stream.config import load_settings
 from stream.produce import MIXED_KINDS, bad_event, generate, publish
@@ -25,41 +26,6 @@ pytestmark = pytest.mark.integration
 
 HEARTRISK = str(Path(sys.executable).with_name("heartrisk"))
 QUERY = "monitored-scorer"
-
-
-def _get(url: str, timeout: float = 3.0) -> tuple[int, str]:
-    try:
-        with urllib.request.urlopen(url, timeout=timeout) as r:
-            return r.status, r.read().decode()
-    except urllib.error.HTTPError as e:
-        return e.code, e.read().decode()
-    except OSError:
-        return 0, ""
-
-
-class Pushgateway:
-    def __init__(self, tmp: Path) -> None:
-        self.port = free_port()
-        self.tmp = tmp
-        self.proc: subprocess.Popen | None = None
-
-    def start(self) -> None:
-        binary = shutil.which("prometheus-pushgateway")
-        assert binary, "prometheus-pushgateway comes from Debian, installed by `make setup`"
-        self.proc = subprocess.Popen(
-            [binary, f"--web.listen-address=127.0.0.1:{self.port}"],
-            stdout=open(self.tmp / "pushgateway.log", "ab"),
-            stderr=subprocess.STDOUT,
-        )
-        wait_for(lambda: _get(f"http://127.0.0.1:{self.port}/-/ready")[0] == 200, 30, what="pushgateway ready")
-
-    def kill(self) -> None:
-        assert self.proc is not None
-        self.proc.kill()
-        self.proc.wait(10)
-
-    def groups(self) -> str:
-        return _get(f"http://127.0.0.1:{self.port}/metrics")[1]
 
 
 class Prometheus:

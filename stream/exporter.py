@@ -5,7 +5,8 @@ the scorer's listener writes. On every interval it pushes one snapshot under
 a stable grouping key (``job``, ``instance`` = query name). While the Pushgateway
 is unreachable it retries with capped exponential backoff; it keeps only the
 latest snapshot, so its memory stays bounded. When the scorer is down (query
-not active, or no progress for ``stale_after_s``) it pushes ``heartrisk_up 0``
+not active, or no progress for ``stale_after_s``; a retry while paused on the schema
+registry counts as a sign of life) it pushes ``heartrisk_up 0``
 and nothing else, rather than the last numbers forever. On SIGTERM/SIGINT it
 deletes its group from the Pushgateway.
 """
@@ -50,14 +51,15 @@ class ExporterConfig:
 
 
 def scorer_is_up(progress: dict[str, Any] | None, stale_after_s: float, now: float | None = None) -> bool:
-    """Active query, and its last progress (or start) is recent."""
+    """Active query, and its last progress (or start, or retry while paused on the registry) is recent."""
     if not progress or progress.get("state") != "active":
         return False
-    last = progress.get("last_progress_at") or 0.0
-    return (now or time.time()) - float(last) <= stale_after_s
+    pause = progress.get("registry_pause") or {}
+    last = max(float(progress.get("last_progress_at") or 0.0), float(pause.get("last_retry_at") or 0.0))
+    return (now or time.time()) - last <= stale_after_s
 
 
-def build_metrics(progress: dict[str, Any] | None, up: bool) -> list[Metric]:
+def build_metrics(progress: dict[str, Any] | None, up: bool, now: float | None = None) -> list[Metric]:
     """The metric families of one snapshot."""
     up_g = GaugeMetricFamily(PREFIX + "up", "1 when the scoring query is active and reporting progress")
     up_g.add_metric([], 1.0 if up else 0.0)
@@ -123,6 +125,11 @@ def build_metrics(progress: dict[str, Any] | None, up: bool) -> list[Metric]:
         t.get("latency_sum_seconds", 0.0),
     )
     out.append(hist)
+    pause = progress.get("registry_pause")
+    gauge("registry_paused", "1 while a batch waits for the schema registry (Avro input, pause policy)",
+          1.0 if pause else 0.0)
+    gauge("registry_paused_seconds", "How long the current registry pause has lasted (0 when not paused)",
+          max(0.0, (now or time.time()) - float(pause["since"])) if pause else 0.0)
     info = GaugeMetricFamily(PREFIX + "model_info", "The model version in use", labels=["model_version"])
     info.add_metric([str(progress.get("model_version", "unknown"))], 1.0)
     out.append(info)

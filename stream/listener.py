@@ -13,6 +13,7 @@ import json
 import logging
 import os
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -101,6 +102,8 @@ class ProgressListener(StreamingQueryListener):
         self.closed = False
         # counts handed over by the per-batch (Avro) scorer, by batch id
         self._pushed: dict[int, dict[str, Any]] = {}
+        # the listener bus and foreachBatch (registry pauses) call in from different threads
+        self._lock = threading.RLock()
         self.state: dict[str, Any] = {
             "query_name": query_name,
             "model_version": model_version,
@@ -109,6 +112,7 @@ class ProgressListener(StreamingQueryListener):
             "updated_at": time.time(),
             "last_progress_at": None,
             "totals": previous.get("totals") or empty_totals(),
+            "registry_pause": None,
         }
         write_progress(path, self.state)
 
@@ -119,8 +123,25 @@ class ProgressListener(StreamingQueryListener):
             del self._pushed[old]
 
     def _save(self) -> None:
-        self.state["updated_at"] = time.time()
-        write_progress(self.path, self.state)
+        with self._lock:
+            self.state["updated_at"] = time.time()
+            write_progress(self.path, self.state)
+
+    def registry_paused(self, schema_id: int, attempt: int) -> None:
+        """A batch waits for the schema registry (called on every retry: it doubles as a heartbeat)."""
+        with self._lock:
+            now = time.time()
+            pause = self.state.get("registry_pause") or {"schema_id": schema_id, "since": now}
+            pause.update(attempts=attempt, last_retry_at=now)
+            self.state["registry_pause"] = pause
+            self._save()
+
+    def registry_resumed(self) -> None:
+        """The registry answered again: the paused batch goes on."""
+        with self._lock:
+            if self.state.get("registry_pause") is not None:
+                self.state["registry_pause"] = None
+                self._save()
 
     def onQueryStarted(self, event: Any) -> None:  # noqa: N802 - Spark's API
         """The query started (or restarted from its checkpoint)."""
@@ -137,7 +158,8 @@ class ProgressListener(StreamingQueryListener):
         if self.closed or str(p.id) != self.query_id:
             return
         try:
-            self._record(p)
+            with self._lock:
+                self._record(p)
         except Exception:  # the listener must never take the query down
             logger.exception('event="progress not recorded" batch_id=%s', getattr(p, "batchId", "?"))
 

@@ -159,7 +159,10 @@ def start_scorer(
         query = write_predictions(out, settings).start()
     else:
         assert registry is not None  # avro or auto input
-        writers = WriterSchemas(registry, json.loads(reader_schema()), settings.registry_unavailable, stop)
+        writers = WriterSchemas(
+            registry, json.loads(reader_schema()), settings.registry_unavailable, stop,
+            on_pause=listener.registry_paused, on_resume=listener.registry_resumed,
+        )
         scorer = BatchScorer(settings, model, writers, listener, prediction_schema_id)
         query = write_per_batch(raw, settings, scorer).start()
     logger.info(

@@ -61,12 +61,16 @@ class WriterSchemas:
         on_unavailable: str = "pause",
         stop: threading.Event | None = None,
         sleep: Callable[[float], Any] | None = None,
+        on_pause: Callable[[int, int], Any] | None = None,
+        on_resume: Callable[[], Any] | None = None,
     ) -> None:
         self.registry = registry
         self.reader = reader
         self.on_unavailable = on_unavailable
         self.stop = stop or threading.Event()
         self.sleep = sleep or self.stop.wait  # a stop request ends the wait at once
+        self.on_pause = on_pause  # (schema id, attempt) on every retry: the progress file's pause heartbeat
+        self.on_resume = on_resume
         self._final: dict[int, Writer] = {}
         self._unknown: dict[int, tuple[float, Writer]] = {}  # id -> (asked at, verdict)
 
@@ -82,17 +86,23 @@ class WriterSchemas:
             return Writer(schema_id, "incompatible", detail=f"schema id {schema_id} cannot be read: {err}")
         return Writer(schema_id, "ok", schema_str=found.schema_str)
 
+    def _back(self, schema_id: int, attempts: int) -> None:
+        if attempts:
+            logger.info('event="schema registry back" schema_id=%d after_attempts=%d', schema_id, attempts)
+            if self.on_resume:
+                self.on_resume()
+
     def _settle(self, schema_id: int) -> Writer:
         attempt = 0
         while True:
             try:
                 w = self._verdict(schema_id)
                 self._final[schema_id] = w
-                if attempt:
-                    logger.info('event="schema registry back" schema_id=%d after_attempts=%d', schema_id, attempt)
+                self._back(schema_id, attempt)
                 logger.info('event="writer schema" schema_id=%d status="%s"', schema_id, w.status)
                 return w
             except SchemaNotFound:
+                self._back(schema_id, attempt)
                 w = Writer(schema_id, "unknown", detail=f"schema id {schema_id} is not in the registry")
                 self._unknown[schema_id] = (time.monotonic(), w)
                 return w
@@ -114,6 +124,8 @@ class WriterSchemas:
                     'event="paused: schema registry unavailable" schema_id=%d attempt=%d retry_in_s=%.0f reason="%s"',
                     schema_id, attempt, wait, str(exc)[:200],
                 )
+                if self.on_pause:
+                    self.on_pause(schema_id, attempt)
                 self.sleep(wait)
 
     def resolve(self, schema_ids: Iterable[int]) -> dict[int, Writer]:

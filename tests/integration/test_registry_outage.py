@@ -2,7 +2,8 @@
 
 The scorer meets a schema id it has not seen while the registry is down: under
 the default policy (pause) the batch waits, nothing is written or dead-lettered
-for it, the process stays up, and when the registry is back every event is scored.
+for it, the process stays up, the exporter pushes ``heartrisk_registry_paused 1`` to a
+real Pushgateway (with ``heartrisk_up 1``), and when the registry is back every event is scored.
 A SIGTERM during a pause exits 0; the paused batch is read again after a restart.
 """
 
@@ -18,7 +19,7 @@ from pathlib import Path
 
 import fastavro
 import pytest
-from helpers import consume, end_offsets_total, free_port, wait_for
+from helpers import Pushgateway, consume, end_offsets_total, free_port, wait_for
 
 from stream.avro import event_schema_versions, frame, load_avsc
 from stream.config import PROJECT_ROOT, load_settings
@@ -47,7 +48,9 @@ def framed(schema_id: int, schema: dict, i: int, prefix: str) -> Event:
 def test_registry_outage_pauses_the_scorer_and_loses_nothing(kafka_bootstrap, make_topics, tmp_path):
     registry = LocalRegistry(state_dir=tmp_path / "registry", port=free_port(), jvm_dir=PROJECT_ROOT / ".jvm")
     registry.up()
-    scorer = None
+    gateway = Pushgateway(tmp_path)
+    gateway.start()
+    scorer = exporter = None
     try:
         inp, out, dlq = make_topics("events", "predictions", "dlq")
         settings = load_settings(
@@ -65,11 +68,18 @@ def test_registry_outage_pauses_the_scorer_and_loses_nothing(kafka_bootstrap, ma
             HEARTRISK_DLQ_TOPIC=dlq, HEARTRISK_CHECKPOINT_DIR=str(tmp_path / "checkpoints"),
             HEARTRISK_SPARK_MASTER="local[2]", HEARTRISK_TRIGGER="processing-time=500ms",
             HEARTRISK_INPUT_FORMAT="avro", HEARTRISK_SCHEMA_REGISTRY_URL=registry.url,
+            HEARTRISK_PUSHGATEWAY=f"127.0.0.1:{gateway.port}", HEARTRISK_EXPORTER_PORT=str(free_port()),
+            HEARTRISK_EXPORTER_INTERVAL="1",
         )
         log = tmp_path / "scorer.log"
         scorer = subprocess.Popen(
             [HEARTRISK, "score"], env=env, stdout=open(log, "ab"), stderr=subprocess.STDOUT, start_new_session=True
         )
+        exporter = subprocess.Popen(
+            [HEARTRISK, "exporter"], env=env, stdout=open(tmp_path / "exporter.log", "ab"), stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        job = {"job": "heartrisk", "instance": "heartrisk-scorer"}
         first = [framed(v1_id, v1, i, "v1") for i in range(100)]
         publish(iter(first), 100, settings, progress=False)
         consume(kafka_bootstrap, out, lambda r: len(r) >= 100, 180)
@@ -81,6 +91,11 @@ def test_registry_outage_pauses_the_scorer_and_loses_nothing(kafka_bootstrap, ma
         assert scorer.poll() is None, "the scorer waits; it does not exit"
         assert end_offsets_total(kafka_bootstrap, out) == 100, "nothing of the paused batch is written"
         assert end_offsets_total(kafka_bootstrap, dlq) == 0, "and nothing is dead-lettered"
+        # operators see why: paused on the registry (and still up), not a dead scorer
+        wait_for(lambda: gateway.value("heartrisk_registry_paused", **job) == 1.0, 60, what="registry_paused 1")
+        assert gateway.value("heartrisk_up", **job) == 1.0
+        wait_for(lambda: (gateway.value("heartrisk_registry_paused_seconds", **job) or 0) >= 2, 30,
+                 what="the pause's duration growing")
 
         assert registry.up()  # same state dir: the H2 file keeps the schema ids
         preds = consume(kafka_bootstrap, out, lambda r: len(r) >= 200, 180)
@@ -88,6 +103,8 @@ def test_registry_outage_pauses_the_scorer_and_loses_nothing(kafka_bootstrap, ma
         assert ids == {f"v1-{i}" for i in range(100)} | {f"v2-{i}" for i in range(100)}
         assert end_offsets_total(kafka_bootstrap, dlq) == 0
         assert "schema registry back" in log.read_text()
+        wait_for(lambda: gateway.value("heartrisk_registry_paused", **job) == 0.0, 60, what="registry_paused 0")
+        assert gateway.value("heartrisk_registry_paused_seconds", **job) == 0.0
 
         # SIGTERM while paused: exit 0, nothing committed for the paused batch, scored after a restart
         v3 = {**v2, "doc": "v2 with another doc: new content, so a new schema id"}
@@ -112,9 +129,14 @@ def test_registry_outage_pauses_the_scorer_and_loses_nothing(kafka_bootstrap, ma
 
         scorer.send_signal(signal.SIGTERM)
         assert scorer.wait(120) == 0, _tail(log)
+        exporter.send_signal(signal.SIGTERM)
+        assert exporter.wait(30) == 0
     finally:
-        if scorer is not None and scorer.poll() is None:
-            os.killpg(scorer.pid, signal.SIGKILL)
+        for proc in (scorer, exporter):
+            if proc is not None and proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+        if gateway.proc is not None and gateway.proc.poll() is None:
+            gateway.kill()
         registry.down()
 
 

@@ -84,3 +84,44 @@ def test_progress_file_round_trip_is_atomic(tmp_path):
     write_progress(path, _progress())
     assert read_progress(path)["totals"]["predictions"] == 100
     assert [p.name for p in path.parent.iterdir()] == ["progress.json"], "no temp file left behind"
+
+
+def test_a_pause_on_the_registry_is_exported_and_its_retries_keep_the_scorer_up():
+    now = time.time()
+    paused = _progress(
+        last_progress_at=now - 600, registry_pause={"schema_id": 4, "since": now - 90, "attempts": 7,
+                                                    "last_retry_at": now - 20},
+    )
+    assert scorer_is_up(paused, stale_after_s=60, now=now), "a recent retry is a sign of life"
+    stale = {**paused, "registry_pause": {**paused["registry_pause"], "last_retry_at": now - 61}}
+    assert not scorer_is_up(stale, stale_after_s=60, now=now), "a pause that stopped retrying is down"
+    samples = dict(
+        line.rsplit(" ", 1) for line in _exposition(paused, True).splitlines() if line and not line.startswith("#")
+    )
+    assert samples["heartrisk_registry_paused"] == "1.0"
+    assert 89.0 <= float(samples["heartrisk_registry_paused_seconds"]) <= 95.0
+    running = dict(
+        line.rsplit(" ", 1) for line in _exposition(_progress(), True).splitlines() if line and not line.startswith("#")
+    )
+    assert running["heartrisk_registry_paused"] == "0.0" and running["heartrisk_registry_paused_seconds"] == "0.0"
+    assert "schema_id" not in _exposition(paused, True), "no per-id label"
+
+
+def test_the_listener_records_a_registry_pause_and_its_end_in_the_progress_file(tmp_path):
+    from stream.listener import ProgressListener
+
+    path = tmp_path / "progress.json"
+    listener = ProgressListener(path, "q", "1.0.0")
+    listener.registry_paused(12, 1)
+    first = read_progress(path)["registry_pause"]
+    assert first["schema_id"] == 12 and first["attempts"] == 1
+    listener.registry_paused(12, 2)
+    second = read_progress(path)["registry_pause"]
+    assert second["since"] == first["since"] and second["attempts"] == 2, "one pause, many retries"
+    assert second["last_retry_at"] >= first["last_retry_at"]
+    listener.registry_resumed()
+    assert read_progress(path)["registry_pause"] is None
+    ProgressListener(path, "q", "1.0.0").registry_paused(3, 1)
+    assert read_progress(path)["registry_pause"]["schema_id"] == 3
+    ProgressListener(path, "q", "1.0.0")  # the scorer restarts
+    assert read_progress(path)["registry_pause"] is None, "a restarted scorer does not inherit a pause"

@@ -27,7 +27,7 @@ def test_promtool_check_config_and_rules():
     assert r.returncode == 0, r.stdout + r.stderr
     r = _promtool("check", "rules", "heartrisk.rules.yml")
     assert r.returncode == 0, r.stdout + r.stderr
-    assert "SUCCESS: 8 rules found" in r.stdout
+    assert "SUCCESS: 9 rules found" in r.stdout
 
 
 def test_every_alert_rule_has_a_passing_unit_test():

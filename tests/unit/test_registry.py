@@ -109,10 +109,15 @@ def test_pause_policy_retries_until_the_registry_answers():
     schema = WriterSchema(7, "AVRO", _v1())
     flaky = FlakyRegistry({7: schema}, failures=3)
     waits: list[float] = []
-    ws = WriterSchemas(flaky, json.loads(reader_schema()), "pause", sleep=waits.append)  # type: ignore[arg-type]
+    events: list[tuple] = []
+    ws = WriterSchemas(
+        flaky, json.loads(reader_schema()), "pause", sleep=waits.append,  # type: ignore[arg-type]
+        on_pause=lambda i, n: events.append(("paused", i, n)), on_resume=lambda: events.append(("resumed",)),
+    )
     got = ws.resolve([7])
     assert got[7].status == "ok"
     assert waits == [1.0, 2.0, 5.0], "backs off, and never gives up under the pause policy"
+    assert events == [("paused", 7, 1), ("paused", 7, 2), ("paused", 7, 3), ("resumed",)]
     assert ws.resolve([7])[7].status == "ok" and flaky.calls == 4, "final verdicts are cached"
 
 

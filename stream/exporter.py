@@ -59,7 +59,7 @@ def scorer_is_up(progress: dict[str, Any] | None, stale_after_s: float, now: flo
     return (now or time.time()) - last <= stale_after_s
 
 
-def build_metrics(progress: dict[str, Any] | None, up: bool, now: float | None = None) -> list[Metric]:
+def build_metrics(progress: dict[str, Any] | None, up: bool) -> list[Metric]:
     """The metric families of one snapshot."""
     up_g = GaugeMetricFamily(PREFIX + "up", "1 when the scoring query is active and reporting progress")
     up_g.add_metric([], 1.0 if up else 0.0)
@@ -129,7 +129,7 @@ def build_metrics(progress: dict[str, Any] | None, up: bool, now: float | None =
     gauge("registry_paused", "1 while a batch waits for the schema registry (Avro input, pause policy)",
           1.0 if pause else 0.0)
     gauge("registry_paused_seconds", "How long the current registry pause has lasted (0 when not paused)",
-          max(0.0, (now or time.time()) - float(pause["since"])) if pause else 0.0)
+          max(0.0, time.time() - float(pause["since"])) if pause else 0.0)
     info = GaugeMetricFamily(PREFIX + "model_info", "The model version in use", labels=["model_version"])
     info.add_metric([str(progress.get("model_version", "unknown"))], 1.0)
     out.append(info)

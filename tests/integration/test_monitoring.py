@@ -16,8 +16,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from helpers import Pushgateway, free_port, wait_for
-from helpers import http_get as _get
+from helpers import Pushgateway, free_port, http_get, wait_for
 
 from stream.config import load_settings
 from stream.produce import MIXED_KINDS, bad_event, generate, publish
@@ -51,11 +50,11 @@ class Prometheus:
             stdout=open(tmp / "prometheus.log", "ab"),
             stderr=subprocess.STDOUT,
         )
-        wait_for(lambda: _get(f"http://127.0.0.1:{self.port}/-/ready")[0] == 200, 60, what="prometheus ready")
+        wait_for(lambda: http_get(f"http://127.0.0.1:{self.port}/-/ready")[0] == 200, 60, what="prometheus ready")
 
     def query(self, promql: str) -> dict[tuple, float]:
         url = f"http://127.0.0.1:{self.port}/api/v1/query?" + urllib.parse.urlencode({"query": promql})
-        status, body = _get(url)
+        status, body = http_get(url)
         if status != 200:
             return {}
         out = {}
@@ -148,7 +147,7 @@ def test_counts_outage_and_scorer_down_through_real_prometheus(stack, capsys):
     wait_for(lambda: prom.scalar(_sel("heartrisk_offsets_behind_latest_max")) == 0, 60, what="lag back to 0")
     assert prom.scalar(_sel("heartrisk_up")) == 1
     assert prom.scalar(f'count({_sel("heartrisk_model_info")})') == 1
-    assert _get(stack["healthz"])[0] == 200
+    assert http_get(stack["healthz"])[0] == 200
     sample = gateway.groups()
     pushed = [line for line in sample.splitlines() if line.startswith("heartrisk_") and "bucket" not in line]
     with capsys.disabled():
@@ -160,7 +159,7 @@ def test_counts_outage_and_scorer_down_through_real_prometheus(stack, capsys):
     more = list(generate(100, "synthetic", settings, seed=22))
     publish(iter(more), 100, settings, progress=False)
     wait_for(
-        lambda: f"heartrisk_predictions_total {float(n_valid + 100)}" in _get(stack["metrics"])[1],
+        lambda: f"heartrisk_predictions_total {float(n_valid + 100)}" in http_get(stack["metrics"])[1],
         120, what="exporter's own /metrics sees the new predictions during the outage",
     )
     wait_for(lambda: time.monotonic() - outage_start >= 30, 40, interval_s=1, what="30 s of outage")
@@ -175,7 +174,7 @@ def test_counts_outage_and_scorer_down_through_real_prometheus(stack, capsys):
     # Scorer down: /healthz fails and heartrisk_up goes to 0.
     scorer.send_signal(signal.SIGTERM)
     assert scorer.wait(120) == 0
-    wait_for(lambda: _get(stack["healthz"])[0] == 503, 30, what="/healthz 503")
+    wait_for(lambda: http_get(stack["healthz"])[0] == 503, 30, what="/healthz 503")
     wait_for(lambda: prom.scalar(_sel("heartrisk_up")) == 0, 60, what="heartrisk_up 0")
     pushed = gateway.groups()
     assert "heartrisk_predictions_total" not in pushed, "a down scorer's last numbers are not pushed on"

@@ -86,6 +86,10 @@ def test_progress_file_round_trip_is_atomic(tmp_path):
     assert [p.name for p in path.parent.iterdir()] == ["progress.json"], "no temp file left behind"
 
 
+def _samples(exposition: str) -> dict[str, str]:
+    return dict(line.rsplit(" ", 1) for line in exposition.splitlines() if line and not line.startswith("#"))
+
+
 def test_a_pause_on_the_registry_is_exported_and_its_retries_keep_the_scorer_up():
     now = time.time()
     paused = _progress(
@@ -95,14 +99,10 @@ def test_a_pause_on_the_registry_is_exported_and_its_retries_keep_the_scorer_up(
     assert scorer_is_up(paused, stale_after_s=60, now=now), "a recent retry is a sign of life"
     stale = {**paused, "registry_pause": {**paused["registry_pause"], "last_retry_at": now - 61}}
     assert not scorer_is_up(stale, stale_after_s=60, now=now), "a pause that stopped retrying is down"
-    samples = dict(
-        line.rsplit(" ", 1) for line in _exposition(paused, True).splitlines() if line and not line.startswith("#")
-    )
+    samples = _samples(_exposition(paused, True))
     assert samples["heartrisk_registry_paused"] == "1.0"
     assert 89.0 <= float(samples["heartrisk_registry_paused_seconds"]) <= 95.0
-    running = dict(
-        line.rsplit(" ", 1) for line in _exposition(_progress(), True).splitlines() if line and not line.startswith("#")
-    )
+    running = _samples(_exposition(_progress(), True))
     assert running["heartrisk_registry_paused"] == "0.0" and running["heartrisk_registry_paused_seconds"] == "0.0"
     assert "schema_id" not in _exposition(paused, True), "no per-id label"
 

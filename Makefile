@@ -23,10 +23,10 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install -q -e '.[dev]'
 	@touch $@
 
-.jvm/.resolved: $(VENV)/.installed jvm/kafka/pom.xml jvm/spark/pom.xml jvm/registry/pom.xml stream/jvm.py
+.jvm/.resolved: $(VENV)/.installed jvm/kafka/pom.xml jvm/spark/pom.xml jvm/registry/pom.xml stream/local/jvm.py
 	@command -v java >/dev/null || { echo "error: java not found: install Java 17+ (apt-get install openjdk-17-jdk-headless)"; exit 1; }
 	@command -v mvn  >/dev/null || { echo "error: mvn not found: install Maven (apt-get install maven)"; exit 1; }
-	$(PY) -m stream.jvm
+	$(PY) -m stream.local.jvm
 	@touch $@
 
 .debian-packages: Makefile
@@ -52,7 +52,7 @@ run: setup ## the main job: local broker + scorer + data-set replay, live predic
 	$(HR) run
 
 lint: setup ## ruff + mypy on stream/
-	$(VENV)/bin/ruff check stream tests bench
+	$(VENV)/bin/ruff check stream tests
 	$(VENV)/bin/mypy stream
 
 clean: ## stop the local broker, delete its data, checkpoints and caches (keeps .venv and .jvm)

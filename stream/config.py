@@ -12,234 +12,123 @@ import dataclasses
 import json
 import os
 import re
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from stream.errors import ConfigError
+from stream.spec import GROUPS, Spec, choice, parse_kv, port, positive_float, positive_int, setting
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 InputFormat = Literal["json", "avro", "auto"]
 OutputFormat = Literal["json", "avro"]
+RegistryUnavailablePolicy = Literal["pause", "dead-letter"]
+LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR"]
 SECRET_HINTS = ("password", "secret", "jaas", "token", "credential", "key.password")
 REDACTED = "***"
 PROGRESS_FILE = "heartrisk-progress.json"
 
 
-def _parse_kv(text: str) -> dict[str, str]:
-    """Parse ``k=v,k2=v2`` (or newline-separated) into a dict."""
-    out: dict[str, str] = {}
-    for part in re.split(r"[,\n]", text):
-        part = part.strip()
-        if not part:
-            continue
-        if "=" not in part:
-            msg = f"expected key=value, got {part!r}"
-            raise ConfigError(msg)
-        k, v = part.split("=", 1)
-        out[k.strip()] = v.strip()
-    return out
-
-
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value <= 0:
-        msg = f"must be a positive integer, got {text!r}"
-        raise ValueError(msg)
-    return value
-
-
-def _positive_float(text: str) -> float:
-    value = float(text)
-    if not value > 0:
-        msg = f"must be a positive number, got {text!r}"
-        raise ValueError(msg)
-    return value
-
-
-def _port(text: str) -> int:
-    value = int(text)
-    if not 1 <= value <= 65535:
-        msg = f"must be a TCP port (1-65535), got {text!r}"
-        raise ValueError(msg)
-    return value
-
-
-def _choice(*allowed: str) -> Callable[[str], str]:
-    def parse(text: str) -> str:
-        value = text.strip().lower()
-        if value not in allowed:
-            msg = f"must be one of {' | '.join(allowed)}, got {text!r}"
-            raise ValueError(msg)
-        return value
-
-    return parse
-
-
-@dataclass(frozen=True)
-class Spec:
-    """How one setting is named, parsed and documented."""
-
-    name: str
-    default: Any
-    help: str
-    parse: Callable[[str], Any] = str
-    secret: bool = False
-    metavar: str | None = None
-
-    @property
-    def env(self) -> str:
-        """The environment variable that sets it."""
-        return "HEARTRISK_" + self.name.upper()
-
-    @property
-    def flag(self) -> str:
-        """The command-line flag that sets it."""
-        return "--" + self.name.replace("_", "-")
-
-
-SPECS: dict[str, Spec] = {
-    s.name: s
-    for s in [
-        # Kafka, for every command that talks to a broker.
-        Spec("bootstrap_servers", "localhost:9092", "Kafka bootstrap servers (host:port,...)"),
-        Spec("input_topic", "patient-events", "topic the EHR systems publish patient events to"),
-        Spec("output_topic", "risk-predictions", "topic the risk predictions are written to"),
-        Spec("dlq_topic", "patient-events-dlq", "dead-letter topic for rejected events"),
-        Spec("partitions", 3, "partitions per topic when creating topics", _positive_int),
-        Spec(
-            "kafka_options",
-            {},
-            "extra Kafka client options, k=v,k2=v2 (e.g. security.protocol=SASL_SSL); "
-            "passed to Spark as kafka.<k> and to confluent-kafka as is",
-            _parse_kv,
-            secret=True,
-            metavar="K=V,...",
-        ),
-        # Formats and the schema registry (Confluent wire format for Avro).
-        Spec(
-            "input_format",
-            "json",
-            "json | avro (Confluent-framed, schema id from the registry) | auto (first byte 0 = Avro, else JSON)",
-            _choice("json", "avro", "auto"),
-        ),
-        Spec("output_format", "json", "predictions as json | avro (Confluent-framed)", _choice("json", "avro")),
-        Spec(
-            "schema_registry_url",
-            "http://localhost:8081/apis/ccompat/v7",
-            "Confluent-compatible schema registry URL (the local one: `heartrisk registry up`)",
-        ),
-        Spec(
-            "schema_registry_user_info",
-            "",
-            "registry basic-auth credentials as user:password (better: the env var, or _FILE)",
-            secret=True,
-            metavar="USER:PASSWORD",
-        ),
-        Spec(
-            "registry_unavailable",
-            "pause",
-            "when a writer schema cannot be fetched: pause (wait, lose nothing) | dead-letter",
-            _choice("pause", "dead-letter"),
-        ),
-        Spec("registry_port", 8081, "port of the local schema registry", _port),
-        Spec(
-            "registry_state_dir",
-            ".registry-local",
-            "directory for the local registry's pid file, log and schema storage (H2)",
-        ),
-        # The local single-node KRaft broker (`heartrisk kafka ...`).
-        Spec("kafka_port", 9092, "port of the local broker's client listener", _port),
-        Spec("kafka_controller_port", 9093, "port of the local broker's KRaft controller", _port),
-        Spec("kafka_state_dir", ".kafka-local", "directory for the local broker's data and logs"),
-        Spec("kafka_heap", "1g", "Java heap of the local broker (-Xmx)"),
-        Spec("jvm_dir", ".jvm", "where `make setup` put the Maven-resolved jars"),
-        # The model.
-        Spec("model_dir", "models/heart_lr", "model directory: a version dir, or its parent with a CURRENT pointer"),
-        Spec("data_file", "data/heart_disease.csv", "the Cleveland data set in event field names"),
-        # The scorer.
-        Spec("query_name", "heartrisk-scorer", "streaming query name; also its checkpoint folder name"),
-        Spec("checkpoint_dir", "checkpoints", "parent of the checkpoint folders (any Hadoop path)"),
-        Spec(
-            "trigger",
-            "processing-time=1s",
-            "processing-time=<duration> | available-now | real-time[=<checkpoint interval>]",
-        ),
-        Spec(
-            "max_offsets_per_trigger",
-            200_000,
-            "cap on events read per micro-batch",
-            _positive_int,
-        ),
-        Spec("starting_offsets", "earliest", "where a new query starts: earliest | latest | JSON"),
-        Spec(
-            "progress_file",
-            "",
-            "progress file the scorer writes and the exporter reads "
-            "(default: <checkpoint>/heartrisk-progress.json, or .run/ for a remote checkpoint)",
-        ),
-        Spec("spark_master", "local[*]", "Spark master URL"),
-        Spec("spark_driver_memory", "1g", "Spark driver memory"),
-        Spec("shuffle_partitions", 4, "spark.sql.shuffle.partitions", _positive_int),
-        Spec(
-            "spark_conf",
-            {},
-            "extra Spark configuration, k=v,k2=v2 (e.g. spark.executor.instances=3)",
-            _parse_kv,
-            metavar="K=V,...",
-        ),
-        Spec("log_level", "INFO", "log level: DEBUG | INFO | WARNING | ERROR"),
-        # The sidecar exporter.
-        Spec("pushgateway", "localhost:9091", "Prometheus Pushgateway address (host:port or URL)"),
-        Spec("exporter_port", 9108, "port of the exporter's /metrics and /healthz", _port),
-        Spec("exporter_interval", 5.0, "seconds between pushes", _positive_float),
-        Spec("stale_after", 60.0, "seconds without query progress after which the scorer counts as down",
-             _positive_float),
-    ]
-}
-
-
 @dataclass(frozen=True)
 class Settings:
-    """All settings, resolved once at the entry point and passed down."""
+    """All settings, resolved once at the entry point and passed down.
 
-    bootstrap_servers: str = SPECS["bootstrap_servers"].default
-    input_topic: str = SPECS["input_topic"].default
-    output_topic: str = SPECS["output_topic"].default
-    dlq_topic: str = SPECS["dlq_topic"].default
-    partitions: int = SPECS["partitions"].default
-    kafka_options: Mapping[str, str] = field(default_factory=dict)
-    input_format: str = SPECS["input_format"].default
-    output_format: str = SPECS["output_format"].default
-    schema_registry_url: str = SPECS["schema_registry_url"].default
-    schema_registry_user_info: str = SPECS["schema_registry_user_info"].default
-    registry_unavailable: str = SPECS["registry_unavailable"].default
-    registry_port: int = SPECS["registry_port"].default
-    registry_state_dir: str = SPECS["registry_state_dir"].default
-    kafka_port: int = SPECS["kafka_port"].default
-    kafka_controller_port: int = SPECS["kafka_controller_port"].default
-    kafka_state_dir: str = SPECS["kafka_state_dir"].default
-    kafka_heap: str = SPECS["kafka_heap"].default
-    jvm_dir: str = SPECS["jvm_dir"].default
-    model_dir: str = SPECS["model_dir"].default
-    data_file: str = SPECS["data_file"].default
-    query_name: str = SPECS["query_name"].default
-    checkpoint_dir: str = SPECS["checkpoint_dir"].default
-    trigger: str = SPECS["trigger"].default
-    max_offsets_per_trigger: int = SPECS["max_offsets_per_trigger"].default
-    starting_offsets: str = SPECS["starting_offsets"].default
-    progress_file: str = SPECS["progress_file"].default
-    spark_master: str = SPECS["spark_master"].default
-    spark_driver_memory: str = SPECS["spark_driver_memory"].default
-    shuffle_partitions: int = SPECS["shuffle_partitions"].default
-    spark_conf: Mapping[str, str] = field(default_factory=dict)
-    log_level: str = SPECS["log_level"].default
-    pushgateway: str = SPECS["pushgateway"].default
-    exporter_port: int = SPECS["exporter_port"].default
-    exporter_interval: float = SPECS["exporter_interval"].default
-    stale_after: float = SPECS["stale_after"].default
+    Each field is the one declaration of a setting: its environment variable,
+    flag, ``--help`` text and CLI group all derive from it (``SPECS``).
+    """
+
+    # Kafka, for every command that talks to a broker.
+    bootstrap_servers: str = setting("localhost:9092", "Kafka bootstrap servers (host:port,...)", "kafka")
+    kafka_options: Mapping[str, str] = setting(
+        {},
+        "extra Kafka client options, k=v,k2=v2 (e.g. security.protocol=SASL_SSL); "
+        "passed to Spark as kafka.<k> and to confluent-kafka as is",
+        "kafka", parse_kv, secret=True, metavar="K=V,...",
+    )
+    input_topic: str = setting("patient-events", "topic the EHR systems publish patient events to", "topics")
+    output_topic: str = setting("risk-predictions", "topic the risk predictions are written to", "topics")
+    dlq_topic: str = setting("patient-events-dlq", "dead-letter topic for rejected events", "topics")
+    partitions: int = setting(3, "partitions per topic when creating topics", "topics", positive_int)
+    # Formats and the schema registry (Confluent wire format for Avro).
+    input_format: InputFormat = setting(
+        "json",
+        "json | avro (Confluent-framed, schema id from the registry) | auto (first byte 0 = Avro, else JSON)",
+        "formats", choice(*get_args(InputFormat)),
+    )
+    output_format: OutputFormat = setting(
+        "json", "predictions as json | avro (Confluent-framed)", "formats", choice(*get_args(OutputFormat))
+    )
+    schema_registry_url: str = setting(
+        "http://localhost:8081/apis/ccompat/v7",
+        "Confluent-compatible schema registry URL (the local one: `heartrisk registry up`)",
+        "formats",
+    )
+    schema_registry_user_info: str = setting(
+        "", "registry basic-auth credentials as user:password (better: the env var, or _FILE)",
+        "formats", secret=True, metavar="USER:PASSWORD",
+    )
+    registry_unavailable: RegistryUnavailablePolicy = setting(
+        "pause",
+        "when a writer schema cannot be fetched: pause (wait, lose nothing) | dead-letter",
+        "formats", choice(*get_args(RegistryUnavailablePolicy)),
+    )
+    # The local services (`heartrisk kafka ...`, `heartrisk registry ...`).
+    registry_port: int = setting(8081, "port of the local schema registry", "local_registry", port)
+    registry_state_dir: str = setting(
+        ".registry-local", "directory for the local registry's pid file, log and schema storage (H2)",
+        "local_registry",
+    )
+    kafka_port: int = setting(9092, "port of the local broker's client listener", "local_broker", port)
+    kafka_controller_port: int = setting(
+        9093, "port of the local broker's KRaft controller", "local_broker", port
+    )
+    kafka_state_dir: str = setting(".kafka-local", "directory for the local broker's data and logs", "local_broker")
+    kafka_heap: str = setting("1g", "Java heap of the local broker (-Xmx)", "local_broker")
+    jvm_dir: str = setting(".jvm", "where `make setup` put the Maven-resolved jars", "general")
+    # The model.
+    model_dir: str = setting(
+        "models/heart_lr", "model directory: a version dir, or its parent with a CURRENT pointer", "model"
+    )
+    data_file: str = setting("data/heart_disease.csv", "the Cleveland data set in event field names", "model")
+    # The scorer.
+    query_name: str = setting(
+        "heartrisk-scorer", "streaming query name; also its checkpoint folder name", "scorer"
+    )
+    checkpoint_dir: str = setting("checkpoints", "parent of the checkpoint folders (any Hadoop path)", "scorer")
+    trigger: str = setting(
+        "processing-time=1s",
+        "processing-time=<duration> | available-now | real-time[=<checkpoint interval>]",
+        "scorer",
+    )
+    max_offsets_per_trigger: int = setting(200_000, "cap on events read per micro-batch", "scorer", positive_int)
+    starting_offsets: str = setting(
+        "earliest", "where a new query starts: earliest | latest | JSON", "scorer"
+    )
+    progress_file: str = setting(
+        "",
+        "progress file the scorer writes and the exporter reads "
+        "(default: <checkpoint>/heartrisk-progress.json, or .run/ for a remote checkpoint)",
+        "scorer",
+    )
+    spark_master: str = setting("local[*]", "Spark master URL", "spark")
+    spark_driver_memory: str = setting("1g", "Spark driver memory", "spark")
+    shuffle_partitions: int = setting(4, "spark.sql.shuffle.partitions", "spark", positive_int)
+    spark_conf: Mapping[str, str] = setting(
+        {}, "extra Spark configuration, k=v,k2=v2 (e.g. spark.executor.instances=3)",
+        "spark", parse_kv, metavar="K=V,...",
+    )
+    log_level: LogLevel = setting(
+        "INFO", "log level: DEBUG | INFO | WARNING | ERROR", "general", choice(*get_args(LogLevel), upper=True)
+    )
+    # The sidecar exporter.
+    pushgateway: str = setting("localhost:9091", "Prometheus Pushgateway address (host:port or URL)", "exporter")
+    exporter_port: int = setting(9108, "port of the exporter's /metrics and /healthz", "exporter", port)
+    exporter_interval: float = setting(5.0, "seconds between pushes", "exporter", positive_float)
+    stale_after: float = setting(
+        60.0, "seconds without query progress after which the scorer counts as down", "exporter", positive_float
+    )
 
     # ---- derived values -------------------------------------------------
     def path(self, value: str) -> Path:
@@ -304,7 +193,7 @@ class Settings:
             value = getattr(self, f.name)
             if isinstance(value, Mapping):
                 value = {k: (REDACTED if is_secret(k) else v) for k, v in value.items()}
-            elif f.name in SPECS and SPECS[f.name].secret and value:
+            elif SPECS[f.name].secret and value:
                 value = REDACTED
             elif isinstance(value, str) and "://" in value:
                 value = redact_url(value)
@@ -315,6 +204,27 @@ class Settings:
         return f"Settings({json.dumps(self.redacted(), sort_keys=True)})"
 
     __str__ = __repr__
+
+
+def _spec(f: dataclasses.Field[Any]) -> Spec:
+    default = {} if f.default is dataclasses.MISSING else f.default
+    return Spec(name=f.name, default=default, **f.metadata)
+
+
+SPECS: dict[str, Spec] = {f.name: _spec(f) for f in dataclasses.fields(Settings)}
+
+
+def settings_in(*groups_or_names: str) -> tuple[str, ...]:
+    """Setting names, in declaration order, of the given groups and single settings (no repeats).
+
+    Raises:
+        ConfigError: a name is neither a group nor a setting.
+    """
+    unknown = [g for g in groups_or_names if g not in GROUPS and g not in SPECS]
+    if unknown:
+        msg = f"unknown settings or groups: {unknown}"
+        raise ConfigError(msg)
+    return tuple(n for n, s in SPECS.items() if n in groups_or_names or s.group in groups_or_names)
 
 
 def redact_url(url: str) -> str:

@@ -14,7 +14,7 @@ import sys
 from pyspark.sql import SparkSession
 
 from stream.config import Settings
-from stream.jvm import spark_jars
+from stream.local.jvm import spark_jars
 
 logger = logging.getLogger(__name__)
 

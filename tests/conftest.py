@@ -2,30 +2,26 @@
 
 1. ``KAFKA_BOOTSTRAP_SERVERS``, when set: an existing cluster;
 2. testcontainers' Kafka module, when a Docker engine answers;
-3. the project's own local KRaft broker (``stream.broker``), on free ports in a temp dir.
+3. the project's own local KRaft broker (``stream.local.broker``), on free ports in a temp dir.
 
 The broker is session-scoped; each test makes its own uuid-named topics.
 
 The schema registry: ``HEARTRISK_TEST_SCHEMA_REGISTRY_URL`` when set, else the
-project's local Apicurio Registry (``stream.registry_server``) on a free port.
+project's local Apicurio Registry (``stream.local.registry_server``) on a free port.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import sys
 from collections.abc import Callable, Iterator
-from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from helpers import free_port, topic_name  # noqa: E402
-
-from stream.broker import LocalBroker, ensure_topics  # noqa: E402
-from stream.config import PROJECT_ROOT  # noqa: E402
+from stream.config import PROJECT_ROOT
+from stream.local.broker import LocalBroker
+from stream.local.topics import ensure_topics
+from tests.helpers import free_port, topic_name
 
 logger = logging.getLogger(__name__)
 
@@ -77,7 +73,7 @@ def schema_registry_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[st
     if existing:
         yield existing
         return
-    from stream.registry_server import LocalRegistry
+    from stream.local.registry_server import LocalRegistry
 
     registry = LocalRegistry(
         state_dir=tmp_path_factory.mktemp("registry"), port=free_port(), jvm_dir=PROJECT_ROOT / ".jvm"
@@ -115,6 +111,6 @@ def spark():
 @pytest.fixture(scope="session")
 def model(spark):
     """The committed current model."""
-    from stream.model import load_model
+    from stream.model.artifact import load_model
 
     return load_model(PROJECT_ROOT / "models" / "heart_lr")

@@ -85,7 +85,7 @@ def consume(bootstrap: str, topic: str, until: Callable[[list], bool], timeout_s
 
 def end_offsets_total(bootstrap: str, topic: str) -> int:
     """Sum of end offsets of a topic's partitions."""
-    from stream.broker import describe_topics
+    from stream.local.topics import describe_topics
 
     for t in describe_topics(bootstrap):
         if t.name == topic:

@@ -18,14 +18,15 @@ import pytest
 from confluent_kafka.schema_registry import SchemaRegistryClient
 from confluent_kafka.schema_registry.avro import AvroDeserializer
 from confluent_kafka.serialization import MessageField, SerializationContext
-from helpers import consume, end_offsets_total, free_port
 
-from stream.avro import event_schema_versions, frame, load_avsc, parse_header
+from stream.app.lifecycle import stop_gracefully
+from stream.app.produce import AVRO_BAD_KINDS, Event, avro_bad_event, avro_encoder, bad_event, generate, publish
+from stream.app.scorer import start_scorer
+from stream.app.tail import tail
 from stream.config import load_settings
-from stream.produce import AVRO_BAD_KINDS, Event, avro_bad_event, avro_encoder, bad_event, generate, publish
-from stream.query import start_scorer, stop_gracefully
-from stream.registry import SchemaRegistry, subject_for
-from stream.tail import tail
+from stream.contract.avro import event_schema_versions, frame, load_avsc, parse_header
+from stream.contract.registry import SchemaRegistry, subject_for
+from tests.helpers import consume, end_offsets_total, free_port
 
 pytestmark = pytest.mark.integration
 

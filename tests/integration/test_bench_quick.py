@@ -12,7 +12,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from helpers import free_port
+
+from tests.helpers import free_port
 
 pytestmark = pytest.mark.integration
 

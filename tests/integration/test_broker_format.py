@@ -5,10 +5,10 @@ from __future__ import annotations
 import uuid
 
 import pytest
-from helpers import free_port
 
-from stream.broker import LocalBroker
 from stream.config import PROJECT_ROOT
+from stream.local.broker import LocalBroker
+from tests.helpers import free_port
 
 pytestmark = pytest.mark.integration
 
@@ -16,7 +16,7 @@ pytestmark = pytest.mark.integration
 def test_format_accepts_a_cluster_id_that_starts_with_a_dash(tmp_path, monkeypatch):
     # 0xF8... encodes to "-" first in URL-safe base64; such ids once made the format step fail at random.
     dashed = uuid.UUID(bytes=bytes([0xF8]) + bytes(15))
-    monkeypatch.setattr("stream.broker.uuid.uuid4", lambda: dashed)
+    monkeypatch.setattr("stream.local.broker.uuid.uuid4", lambda: dashed)
     broker = LocalBroker(
         state_dir=tmp_path, port=free_port(), controller_port=free_port(), jvm_dir=PROJECT_ROOT / ".jvm"
     )

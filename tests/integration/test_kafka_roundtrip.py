@@ -6,7 +6,8 @@ from collections import defaultdict
 
 import pytest
 from confluent_kafka import Consumer, Producer
-from helpers import wait_for
+
+from tests.helpers import wait_for
 
 pytestmark = pytest.mark.integration
 

@@ -16,10 +16,10 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from helpers import Pushgateway, free_port, http_get, wait_for
 
+from stream.app.produce import MIXED_KINDS, bad_event, generate, publish
 from stream.config import load_settings
-from stream.produce import MIXED_KINDS, bad_event, generate, publish
+from tests.helpers import Pushgateway, free_port, http_get, wait_for
 
 pytestmark = pytest.mark.integration
 

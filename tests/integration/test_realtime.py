@@ -7,13 +7,14 @@ import time
 from collections import Counter
 
 import pytest
-from helpers import consume
 
+from stream.app.lifecycle import stop_gracefully
+from stream.app.produce import MIXED_KINDS, bad_event, generate, publish
+from stream.app.scorer import start_scorer
 from stream.config import load_settings
 from stream.errors import ConfigError
-from stream.produce import MIXED_KINDS, bad_event, generate, publish
-from stream.query import start_scorer, stop_gracefully
-from stream.sink import parse_trigger
+from stream.pipeline.sink import parse_trigger
+from tests.helpers import consume
 
 pytestmark = pytest.mark.integration
 

@@ -19,13 +19,13 @@ from pathlib import Path
 
 import fastavro
 import pytest
-from helpers import Pushgateway, consume, end_offsets_total, free_port, wait_for
 
-from stream.avro import event_schema_versions, frame, load_avsc
+from stream.app.produce import Event, publish
 from stream.config import PROJECT_ROOT, load_settings
-from stream.produce import Event, publish
-from stream.registry import SchemaRegistry, subject_for
-from stream.registry_server import LocalRegistry
+from stream.contract.avro import event_schema_versions, frame, load_avsc
+from stream.contract.registry import SchemaRegistry, subject_for
+from stream.local.registry_server import LocalRegistry
+from tests.helpers import Pushgateway, consume, end_offsets_total, free_port, wait_for
 
 pytestmark = pytest.mark.integration
 

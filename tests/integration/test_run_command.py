@@ -10,7 +10,8 @@ import threading
 from pathlib import Path
 
 import pytest
-from helpers import free_port, wait_for
+
+from tests.helpers import free_port, wait_for
 
 pytestmark = pytest.mark.integration
 

@@ -7,16 +7,16 @@ from collections import Counter
 
 import jsonschema
 import pytest
-from helpers import consume
 from pyspark.ml.functions import vector_to_array
 
-from stream.batch import score_files
+from stream.app.batch import score_files
+from stream.app.produce import BAD_EVENT_KINDS, Event, bad_event, generate, publish
+from stream.app.scorer import start_scorer
 from stream.config import PROJECT_ROOT, load_settings
+from stream.contract.schema import load_json
 from stream.errors import CheckpointError
-from stream.produce import BAD_EVENT_KINDS, Event, bad_event, generate, publish
-from stream.query import start_scorer
-from stream.schema import load_json
-from stream.train import read_training_data
+from stream.model.train import read_training_data
+from tests.helpers import consume
 
 pytestmark = pytest.mark.integration
 

@@ -12,10 +12,10 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from helpers import consume
 
+from stream.app.produce import generate, publish
 from stream.config import load_settings
-from stream.produce import generate, publish
+from tests.helpers import consume
 
 pytestmark = pytest.mark.integration
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from stream.model import load_metadata
+from stream.model.artifact import load_metadata
 
 pytestmark = pytest.mark.integration
 

@@ -9,7 +9,7 @@ import json
 import fastavro
 import pytest
 
-from stream.avro import (
+from stream.contract.avro import (
     compatibility_error,
     event_schema_versions,
     frame,

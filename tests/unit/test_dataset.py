@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from stream.config import PROJECT_ROOT
-from stream.dataset import convert_raw, read_csv, write_csv
+from stream.model.dataset import convert_raw, read_csv, write_csv
 
 RAW = PROJECT_ROOT / "data" / "raw" / "heart_disease.tab"
 CSV = PROJECT_ROOT / "data" / "heart_disease.csv"

@@ -7,10 +7,10 @@ from datetime import datetime, timezone
 
 import pytest
 
-from stream.codes import ERROR_CODES, stage_of
-from stream.decode import decode_events
-from stream.produce import BAD_EVENT_KINDS, bad_event
-from stream.validate import validate_events
+from stream.app.produce import BAD_EVENT_KINDS, bad_event
+from stream.contract.codes import ERROR_CODES, stage_of
+from stream.pipeline.decode import decode_events
+from stream.pipeline.validate import validate_events
 
 EXAMPLE = {
     "Age": 54, "Blood_Pressure": 130, "Cholesterol": 242, "Heart_Rate": 150, "Sex": "Male",

@@ -6,8 +6,8 @@ import time
 
 from prometheus_client import CollectorRegistry, generate_latest
 
-from stream.exporter import SnapshotCollector, build_metrics, scorer_is_up
-from stream.listener import empty_totals, read_progress, write_progress
+from stream.monitor.exporter import SnapshotCollector, build_metrics, scorer_is_up
+from stream.monitor.listener import empty_totals, read_progress, write_progress
 
 ALLOWED_LABELS = {"error_code", "topic", "phase", "quantile", "model_version", "le"}
 
@@ -108,7 +108,7 @@ def test_a_pause_on_the_registry_is_exported_and_its_retries_keep_the_scorer_up(
 
 
 def test_the_listener_records_a_registry_pause_and_its_end_in_the_progress_file(tmp_path):
-    from stream.listener import ProgressListener
+    from stream.monitor.listener import ProgressListener
 
     path = tmp_path / "progress.json"
     listener = ProgressListener(path, "q", "1.0.0")

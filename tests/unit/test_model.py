@@ -13,8 +13,8 @@ from pyspark.ml.functions import vector_to_array
 
 from stream.config import PROJECT_ROOT
 from stream.errors import ModelError
-from stream.model import load_metadata, resolve_model_dir, risk_level, validate_metadata
-from stream.train import read_training_data
+from stream.model.artifact import load_metadata, resolve_model_dir, risk_level, validate_metadata
+from stream.model.train import read_training_data
 
 MODELS = PROJECT_ROOT / "models" / "heart_lr"
 DATA = PROJECT_ROOT / "data" / "heart_disease.csv"

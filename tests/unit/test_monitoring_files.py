@@ -11,7 +11,7 @@ import subprocess
 import yaml
 
 from stream.config import PROJECT_ROOT
-from stream.listener import empty_totals
+from stream.monitor.listener import empty_totals
 
 MON = PROJECT_ROOT / "monitoring"
 PROMTOOL = shutil.which("promtool")
@@ -48,7 +48,7 @@ def test_scrape_config_honors_pushed_labels():
 
 
 def _exported_names() -> set[str]:
-    from stream.exporter import build_metrics
+    from stream.monitor.exporter import build_metrics
 
     progress = {"state": "active", "last_progress_at": 9e18, "totals": empty_totals(),
                 "latency_p50_seconds": 0.1, "latency_p99_seconds": 0.2, "offsets_behind_latest": {"t": 0},

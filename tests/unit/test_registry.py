@@ -8,12 +8,12 @@ import uuid
 
 import pytest
 
-from stream.avro import event_schema_versions, load_avsc, reader_schema
+from stream.app.lifecycle import await_stop_or_end, failure_message
 from stream.config import load_settings
+from stream.contract.avro import event_schema_versions, load_avsc, reader_schema
+from stream.contract.registry import SchemaRegistry, WriterSchema, subject_for
+from stream.contract.writer_schemas import WriterSchemas
 from stream.errors import RegistryUnavailable, SchemaNotFound, StoppedWhilePaused
-from stream.query import await_stop_or_end, failure_message
-from stream.registry import SchemaRegistry, WriterSchema, subject_for
-from stream.writer_schemas import WriterSchemas
 
 V = event_schema_versions()
 

@@ -8,7 +8,7 @@ import fastavro
 import jsonschema
 import pytest
 
-from stream.schema import SCHEMAS_DIR, clinical_fields, load_json
+from stream.contract.schema import SCHEMAS_DIR, clinical_fields, load_json
 
 PAIRS = [
     ("patient_event.v1.avsc", "patient_event.v1.schema.json"),

@@ -1,0 +1,138 @@
+"""The scorer's streaming query: checked, wired and started (``heartrisk score`` runs it via ``lifecycle``).
+
+JSON input runs as one streaming plan into the Kafka sink. Avro or auto input
+runs per micro-batch (``stream.pipeline.per_batch``), so that schema ids that
+appear mid-stream are planned without a restart.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+
+from pyspark.sql import SparkSession
+from pyspark.sql.streaming.query import StreamingQuery
+
+from stream.app.checkpoint import check_fingerprint
+from stream.config import Settings
+from stream.contract.avro import prediction_schema, reader_schema
+from stream.contract.registry import SchemaRegistry, subject_for
+from stream.contract.writer_schemas import WriterSchemas
+from stream.errors import BrokerError, ConfigError
+from stream.model.artifact import LoadedModel
+from stream.monitor.listener import ProgressListener
+from stream.monitor.observe import observe_batch, observed_columns
+from stream.pipeline.build import build_output
+from stream.pipeline.per_batch import BatchScorer
+from stream.pipeline.sink import write_per_batch, write_predictions
+from stream.pipeline.source import read_events
+from stream.pipeline.trigger import is_real_time
+
+logger = logging.getLogger(__name__)
+
+
+def register_prediction_schema(settings: Settings, registry: SchemaRegistry | None = None) -> int | None:
+    """With Avro output, register prediction.v1.avsc under ``<output topic>-value``; returns its id.
+
+    Raises:
+        RegistryUnavailable: the registry did not answer.
+    """
+    if settings.output_format != "avro":
+        return None
+    registry = registry or SchemaRegistry.from_settings(settings)
+    subject = subject_for(settings.output_topic)
+    schema_id = registry.register(subject, prediction_schema())
+    logger.info('event="prediction schema registered" subject="%s" schema_id=%d', subject, schema_id)
+    return schema_id
+
+
+def check_broker(settings: Settings) -> None:
+    """Fail fast with one clear line when the broker or the input topic is missing.
+
+    Raises:
+        BrokerError: no broker answers, or a topic does not exist.
+    """
+    from confluent_kafka import KafkaException
+    from confluent_kafka.admin import AdminClient
+
+    admin = AdminClient(settings.kafka_client_config(**{"log_level": 0}))
+    try:
+        topics = admin.list_topics(timeout=10).topics
+    except KafkaException as exc:
+        msg = (
+            f"no Kafka broker answers at {settings.bootstrap_servers}: start one with "
+            "`heartrisk kafka up` or set HEARTRISK_BOOTSTRAP_SERVERS"
+        )
+        raise BrokerError(msg) from exc
+    missing = [t for t in (settings.input_topic, settings.output_topic, settings.dlq_topic) if t not in topics]
+    if missing:
+        msg = (
+            f"topics {missing} do not exist on {settings.bootstrap_servers}: "
+            "create them with `heartrisk kafka topics`"
+        )
+        raise BrokerError(msg)
+
+
+def check_real_time(spark: SparkSession, settings: Settings) -> None:
+    """Real-time mode runs one long task per input partition: it needs a task slot for each.
+
+    Raises:
+        ConfigError: fewer task slots than input partitions.
+    """
+    if not is_real_time(settings.trigger):
+        return
+    if settings.input_format != "json":
+        msg = (
+            f"real-time mode reads JSON only: input format {settings.input_format!r} needs a micro-batch "
+            "trigger (e.g. --trigger processing-time=1s), because new Avro schema ids are planned per batch"
+        )
+        raise ConfigError(msg)
+    from confluent_kafka.admin import AdminClient
+
+    md = AdminClient(settings.kafka_client_config()).list_topics(settings.input_topic, timeout=10)
+    partitions = len(md.topics[settings.input_topic].partitions)
+    slots = spark.sparkContext.defaultParallelism
+    if slots < partitions:
+        msg = (
+            f"real-time mode needs at least one task slot per input partition: {settings.input_topic!r} has "
+            f"{partitions} partitions but Spark has {slots} slots. Use --spark-master local[{partitions}] "
+            "(or more executor cores), or a micro-batch trigger"
+        )
+        raise ConfigError(msg)
+
+
+def start_scorer(
+    spark: SparkSession, settings: Settings, model: LoadedModel, stop: threading.Event | None = None
+) -> StreamingQuery:
+    """Check the checkpoint (and real-time mode's needs), then start the streaming query.
+
+    ``stop`` ends a registry pause early.
+    """
+    check_fingerprint(spark, settings)
+    check_real_time(spark, settings)
+    uses_registry = settings.input_format != "json" or settings.output_format == "avro"
+    registry = SchemaRegistry.from_settings(settings) if uses_registry else None  # one client, one cache
+    prediction_schema_id = register_prediction_schema(settings, registry)
+    listener = ProgressListener(settings.progress_path, settings.query_name, model.version)
+    spark.streams.addListener(listener)
+    raw = read_events(spark, settings)
+    if settings.input_format == "json":
+        out = build_output(raw, model, settings, prediction_schema_id, tap=observe_batch)
+        query = write_predictions(out, settings).start()
+    else:
+        assert registry is not None  # avro or auto input
+        writers = WriterSchemas(
+            registry, json.loads(reader_schema()), settings.registry_unavailable, stop,
+            on_pause=listener.registry_paused, on_resume=listener.registry_resumed,
+        )
+        scorer = BatchScorer(
+            settings, model, writers, prediction_schema_id, observed_columns(), listener.push_observation
+        )
+        query = write_per_batch(raw, settings, scorer).start()
+    logger.info(
+        'event="scorer started" query="%s" id="%s" input="%s" format="%s/%s" checkpoint="%s" model="%s"',
+        settings.query_name, query.id, settings.input_topic, settings.input_format, settings.output_format,
+        settings.checkpoint_location, model.version,
+    )
+    return query

@@ -1,0 +1,147 @@
+"""Writer schemas: which schema ids a micro-batch holds, and what the scorer may do with each.
+
+Runs on the driver, once per micro-batch, before the batch is decoded. For every
+schema id in the batch it settles a verdict:
+
+* ``ok``: an Avro schema the reader schema can resolve (decoded in Spark);
+* ``unknown``: the registry answered that it has no such id -> ``UNKNOWN_SCHEMA_ID``;
+* ``incompatible``: not Avro, or not readable with the reader schema -> ``INCOMPATIBLE_SCHEMA``;
+* ``unavailable``: the registry did not answer and the policy is ``dead-letter``
+  -> ``REGISTRY_UNAVAILABLE``. Under the default policy, ``pause``, the batch
+  waits instead, retrying with backoff, and nothing is read past it.
+
+``ok`` and ``incompatible`` verdicts are final (an id's schema never changes) and
+cached; ``unknown`` is remembered for a minute (so a flood of garbage ids costs one
+registry call per id per minute, not per batch); ``unavailable`` is asked again in
+the next batch.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from stream.contract.avro import compatibility_error
+from stream.contract.registry import SchemaRegistry
+from stream.errors import RegistryUnavailable, SchemaNotFound, StoppedWhilePaused
+
+logger = logging.getLogger(__name__)
+
+CODES = {"unknown": "UNKNOWN_SCHEMA_ID", "incompatible": "INCOMPATIBLE_SCHEMA", "unavailable": "REGISTRY_UNAVAILABLE"}
+BACKOFF_S = (1.0, 2.0, 5.0, 10.0, 30.0)
+UNKNOWN_TTL_S = 60.0
+
+
+@dataclass(frozen=True)
+class Writer:
+    """The verdict on one schema id."""
+
+    schema_id: int
+    status: str  # ok | unknown | incompatible | unavailable
+    schema_str: str = ""
+    detail: str = ""
+
+    @property
+    def code(self) -> str | None:
+        """The dead-letter code for this id's rows (None when they decode)."""
+        return CODES.get(self.status)
+
+
+class WriterSchemas:
+    """Verdicts by schema id, settled against the registry and the reader schema."""
+
+    def __init__(
+        self,
+        registry: SchemaRegistry,
+        reader: Any,
+        on_unavailable: str = "pause",
+        stop: threading.Event | None = None,
+        sleep: Callable[[float], Any] | None = None,
+        on_pause: Callable[[int, int], Any] | None = None,
+        on_resume: Callable[[], Any] | None = None,
+    ) -> None:
+        self.registry = registry
+        self.reader = reader
+        self.on_unavailable = on_unavailable
+        self.stop = stop or threading.Event()
+        self.sleep = sleep or self.stop.wait  # a stop request ends the wait at once
+        self.on_pause = on_pause  # (schema id, attempt) on every retry: the progress file's pause heartbeat
+        self.on_resume = on_resume
+        self._final: dict[int, Writer] = {}
+        self._unknown: dict[int, tuple[float, Writer]] = {}  # id -> (asked at, verdict)
+
+    def _verdict(self, schema_id: int) -> Writer:
+        found = self.registry.writer_schema(schema_id)  # raises SchemaNotFound / RegistryUnavailable
+        if found.schema_type.upper() != "AVRO":
+            return Writer(schema_id, "incompatible", detail=f"schema id {schema_id} is {found.schema_type}, not AVRO")
+        try:
+            err = compatibility_error(found.parsed, self.reader)
+        except Exception as exc:  # a schema the registry accepted but fastavro cannot expand
+            err = f"the writer schema does not parse: {str(exc)[:200]}"
+        if err:
+            return Writer(schema_id, "incompatible", detail=f"schema id {schema_id} cannot be read: {err}")
+        return Writer(schema_id, "ok", schema_str=found.schema_str)
+
+    def _back(self, schema_id: int, attempts: int) -> None:
+        if attempts:
+            logger.info('event="schema registry back" schema_id=%d after_attempts=%d', schema_id, attempts)
+            if self.on_resume:
+                self.on_resume()
+
+    def _settle(self, schema_id: int) -> Writer:
+        attempt = 0
+        while True:
+            try:
+                w = self._verdict(schema_id)
+                self._final[schema_id] = w
+                self._back(schema_id, attempt)
+                logger.info('event="writer schema" schema_id=%d status="%s"', schema_id, w.status)
+                return w
+            except SchemaNotFound:
+                self._back(schema_id, attempt)
+                w = Writer(schema_id, "unknown", detail=f"schema id {schema_id} is not in the registry")
+                self._unknown[schema_id] = (time.monotonic(), w)
+                return w
+            except RegistryUnavailable as exc:
+                if self.on_unavailable == "dead-letter":
+                    logger.warning('event="registry unavailable, dead-lettering" schema_id=%d', schema_id)
+                    return Writer(schema_id, "unavailable", detail=str(exc)[:300])
+                if self.stop.is_set():
+                    msg = f"{StoppedWhilePaused.MARKER}: schema id {schema_id}; the batch stays uncommitted"
+                    logger.warning(
+                        'event="stop while paused" schema_id=%d note="the batch ends uncommitted and is read again '
+                        'on restart; the FOREACH_BATCH_USER_FUNCTION_ERROR traces that follow are expected"',
+                        schema_id,
+                    )
+                    raise StoppedWhilePaused(msg) from exc
+                wait = BACKOFF_S[min(attempt, len(BACKOFF_S) - 1)]
+                attempt += 1
+                logger.warning(
+                    'event="paused: schema registry unavailable" schema_id=%d attempt=%d retry_in_s=%.0f reason="%s"',
+                    schema_id, attempt, wait, str(exc)[:200],
+                )
+                if self.on_pause:
+                    self.on_pause(schema_id, attempt)
+                self.sleep(wait)
+
+    def resolve(self, schema_ids: Iterable[int]) -> dict[int, Writer]:
+        """Verdicts for these ids (and every final one known so far).
+
+        Raises:
+            StoppedWhilePaused: paused on the registry when a stop was requested.
+        """
+        out = dict(self._final)
+        now = time.monotonic()
+        for i in sorted(set(schema_ids)):
+            recent = self._unknown.get(i)
+            if i in self._final:
+                out[i] = self._final[i]
+            elif recent is not None and now - recent[0] < UNKNOWN_TTL_S:
+                out[i] = recent[1]
+            else:
+                out[i] = self._settle(i)
+        return out

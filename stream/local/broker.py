@@ -1,0 +1,245 @@
+"""The local single-node Apache Kafka broker (KRaft: broker and controller in one JVM).
+
+``heartrisk kafka up | down | status | topics`` drive it. It runs from the jars
+that ``make setup`` resolved into ``.jvm/kafka/`` and keeps its data, logs and
+pid file in the state directory (``.kafka-local/`` by default, git-ignored).
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import subprocess
+import time
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from confluent_kafka import KafkaException
+from confluent_kafka.admin import AdminClient
+
+from stream.config import Settings
+from stream.errors import BrokerError
+from stream.local.jvm import classpath_jars, java_major_version
+from stream.local.processes import live_pid, port_in_use, stop_recorded, tail
+from stream.local.topics import ensure_topics
+
+__all__ = ["LocalBroker", "port_in_use", "tail"]
+
+logger = logging.getLogger(__name__)
+
+START_TIMEOUT_S = 90.0
+STOP_TIMEOUT_S = 30.0
+
+LOG4J2 = """\
+status = warn
+appender.console.type = Console
+appender.console.name = STDOUT
+appender.console.layout.type = PatternLayout
+appender.console.layout.pattern = [%d] %p %m (%c)%n
+rootLogger.level = warn
+rootLogger.appenderRefs = stdout
+rootLogger.appenderRef.stdout.ref = STDOUT
+logger.server.name = kafka.server.BrokerServer
+logger.server.level = info
+logger.ctrl.name = kafka.server.ControllerServer
+logger.ctrl.level = info
+"""
+
+
+@dataclass(frozen=True)
+class LocalBroker:
+    """Paths and ports of one local broker."""
+
+    state_dir: Path
+    port: int
+    controller_port: int
+    jvm_dir: Path
+    heap: str = "1g"
+    default_partitions: int = 3
+
+    @classmethod
+    def from_settings(cls, s: Settings) -> LocalBroker:
+        """Build from the settings object."""
+        return cls(
+            state_dir=s.path(s.kafka_state_dir),
+            port=s.kafka_port,
+            controller_port=s.kafka_controller_port,
+            jvm_dir=s.path(s.jvm_dir),
+            heap=s.kafka_heap,
+            default_partitions=s.partitions,
+        )
+
+    @property
+    def bootstrap(self) -> str:
+        """Client address."""
+        return f"localhost:{self.port}"
+
+    @property
+    def pid_file(self) -> Path:
+        """Where the running broker's pid is kept."""
+        return self.state_dir / "broker.pid"
+
+    @property
+    def log_file(self) -> Path:
+        """The broker's console output."""
+        return self.state_dir / "broker.log"
+
+    @property
+    def data_dir(self) -> Path:
+        """KRaft metadata and topic data."""
+        return self.state_dir / "data"
+
+    @property
+    def config_file(self) -> Path:
+        """Generated server.properties."""
+        return self.state_dir / "server.properties"
+
+    # ---- process state -------------------------------------------------
+    def pid(self) -> int | None:
+        """Pid of our broker if it is alive, else None (a stale pid file is removed)."""
+        return live_pid(self.pid_file, self._is_ours)
+
+    def _is_ours(self, pid: int) -> bool:
+        return _is_our_broker(pid, self.config_file)
+
+    def server_properties(self) -> str:
+        """The broker's configuration: one node, KRaft combined mode, loopback only."""
+        return "\n".join(
+            [
+                "process.roles=broker,controller",
+                "node.id=1",
+                f"controller.quorum.voters=1@localhost:{self.controller_port}",
+                f"listeners=PLAINTEXT://localhost:{self.port},CONTROLLER://localhost:{self.controller_port}",
+                f"advertised.listeners=PLAINTEXT://localhost:{self.port}",
+                "controller.listener.names=CONTROLLER",
+                "inter.broker.listener.name=PLAINTEXT",
+                "listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+                f"log.dirs={self.data_dir}",
+                f"num.partitions={self.default_partitions}",
+                "offsets.topic.replication.factor=1",
+                "offsets.topic.num.partitions=3",
+                "transaction.state.log.replication.factor=1",
+                "transaction.state.log.min.isr=1",
+                "share.coordinator.state.topic.replication.factor=1",
+                "share.coordinator.state.topic.min.isr=1",
+                "group.initial.rebalance.delay.ms=0",
+                "auto.create.topics.enable=false",
+                "message.max.bytes=4194304",
+                "log.retention.hours=168",
+                "log.segment.bytes=268435456",
+                "",
+            ]
+        )
+
+    def _java_cmd(self, main: str, *args: str) -> list[str]:
+        cp = ":".join(str(j) for j in classpath_jars("kafka", self.jvm_dir))
+        return [
+            "java",
+            f"-Xmx{self.heap}",
+            "-XX:+UseG1GC",
+            "-Djava.awt.headless=true",
+            f"-Dlog4j2.configurationFile={self.state_dir / 'log4j2.properties'}",
+            "-cp",
+            cp,
+            main,
+            *args,
+        ]
+
+    def _format_storage(self) -> None:
+        """Format the KRaft storage once, on first use."""
+        if (self.data_dir / "meta.properties").exists():
+            return
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        # "--cluster-id=<id>": a base64 id may start with "-", which argparse would read as a flag
+        cmd = self._java_cmd(
+            "kafka.tools.StorageTool", "format", f"--cluster-id={cluster_id}", "-c", str(self.config_file)
+        )
+        proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+        if proc.returncode != 0:
+            msg = (
+                f"formatting Kafka storage in {self.data_dir} failed: "
+                f"{(proc.stderr or proc.stdout).strip()[-400:]}"
+            )
+            raise BrokerError(msg)
+        logger.info('event="storage formatted" dir="%s" cluster_id="%s"', self.data_dir, cluster_id)
+
+    # ---- commands -------------------------------------------------------
+    def up(self, topics: Iterable[str] = (), timeout_s: float = START_TIMEOUT_S) -> bool:
+        """Start the broker unless it runs, wait until it answers, create topics.
+
+        Returns:
+            True when this call started it, False when it was already running.
+
+        Raises:
+            BrokerError: a port is taken by another process, or the broker did not come up.
+        """
+        started = False
+        if self.pid() is None:
+            java_major_version()
+            for port in (self.port, self.controller_port):
+                if port_in_use(port):
+                    msg = (
+                        f"port {port} is already in use by another process: stop it, or choose "
+                        "other ports with HEARTRISK_KAFKA_PORT / HEARTRISK_KAFKA_CONTROLLER_PORT"
+                    )
+                    raise BrokerError(msg)
+            self.state_dir.mkdir(parents=True, exist_ok=True)
+            self.config_file.write_text(self.server_properties())
+            (self.state_dir / "log4j2.properties").write_text(LOG4J2)
+            self._format_storage()
+            with open(self.log_file, "ab") as log:
+                proc = subprocess.Popen(
+                    self._java_cmd("kafka.Kafka", str(self.config_file)),
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    stdin=subprocess.DEVNULL,
+                    start_new_session=True,
+                )
+            self.pid_file.write_text(f"{proc.pid}\n")
+            started = True
+            logger.info('event="broker starting" pid=%d bootstrap="%s"', proc.pid, self.bootstrap)
+            self._wait_ready(proc, timeout_s)
+        ensure_topics(self.bootstrap, topics, self.default_partitions)
+        return started
+
+    def _wait_ready(self, proc: subprocess.Popen[bytes], timeout_s: float) -> None:
+        deadline = time.monotonic() + timeout_s
+        admin: AdminClient | None = None
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                self.pid_file.unlink(missing_ok=True)
+                msg = (
+                    f"the Kafka broker exited with code {proc.returncode} during start-up; "
+                    f"last log lines:\n{tail(self.log_file, 15)}"
+                )
+                raise BrokerError(msg)
+            if admin is None and port_in_use(self.port):
+                # Only talk Kafka once the port listens, so librdkafka does not log refusals.
+                admin = AdminClient({"bootstrap.servers": self.bootstrap})
+            try:
+                if admin is not None and admin.list_topics(timeout=2).brokers:
+                    return
+            except KafkaException:
+                pass
+            time.sleep(0.3)
+        self.down()
+        msg = f"the Kafka broker did not answer within {timeout_s:.0f}s; see {self.log_file}"
+        raise BrokerError(msg)
+
+    def down(self, timeout_s: float = STOP_TIMEOUT_S) -> bool:
+        """Stop the broker cleanly (SIGTERM, then SIGKILL after the timeout).
+
+        Returns:
+            True when a broker was stopped, False when none was running.
+        """
+        return stop_recorded(self.pid_file, self._is_ours, timeout_s, "broker")
+
+
+def _is_our_broker(pid: int, config_file: Path) -> bool:
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return False
+    return b"kafka.Kafka" in cmdline and str(config_file).encode() in cmdline

@@ -1,0 +1,179 @@
+"""JVM artifacts: resolve them with Maven, find them at run time.
+
+Three folders, each from a pom in ``jvm/``:
+
+* ``.jvm/kafka/``: the Apache Kafka broker, run in KRaft mode by ``heartrisk kafka up``;
+* ``.jvm/spark/``: Spark's Kafka and Avro connectors, passed to Spark as ``spark.jars``,
+  minus every jar whose artifact pyspark already ships;
+* ``.jvm/registry/``: Apicurio Registry's runnable distribution (a Confluent-compatible
+  schema registry), unpacked; run by ``heartrisk registry up``.
+
+``python -m stream.local.jvm`` (called by ``make setup``) resolves all three; a second run
+with unchanged poms does nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+import shutil
+import subprocess
+import sys
+import tarfile
+import tempfile
+from pathlib import Path
+
+from stream.config import PROJECT_ROOT
+from stream.errors import SetupError
+
+logger = logging.getLogger(__name__)
+
+CLASSPATHS = ("kafka", "spark", "registry")
+# folders that hold one unpacked distribution archive instead of a classpath
+ARCHIVES = ("registry",)
+_VERSION_RE = re.compile(r"-\d[\w.\-]*\.jar$")
+
+
+def artifact_name(jar: str) -> str:
+    """``kafka-clients-3.9.2.jar`` -> ``kafka-clients``."""
+    return _VERSION_RE.sub("", Path(jar).name)
+
+
+def pyspark_jars_dir() -> Path:
+    """The ``jars/`` folder of the installed pyspark."""
+    import pyspark
+
+    return Path(pyspark.__file__).resolve().parent / "jars"
+
+
+def java_major_version() -> int:
+    """Major version of ``java`` on PATH.
+
+    Raises:
+        SetupError: no java, or one older than 17.
+    """
+    java = shutil.which("java")
+    if java is None:
+        msg = "java not found: install Java 17 or newer (Debian: apt-get install openjdk-17-jre-headless)"
+        raise SetupError(msg)
+    out = subprocess.run([java, "-version"], capture_output=True, text=True, check=False)
+    m = re.search(r'version "(\d+)(?:\.(\d+))?', out.stderr + out.stdout)
+    if not m:
+        msg = f"could not read the Java version from `java -version`: {out.stderr.strip()[:200]}"
+        raise SetupError(msg)
+    major = int(m.group(1))
+    if major == 1 and m.group(2):
+        major = int(m.group(2))
+    if major < 17:
+        msg = f"Java {major} found, Spark 4 and Kafka 4 need Java 17 or newer: install openjdk-17"
+        raise SetupError(msg)
+    return major
+
+
+def _pom_digest(pom: Path) -> str:
+    return hashlib.sha256(pom.read_bytes()).hexdigest()
+
+
+def resolve(name: str, jvm_dir: Path, poms_dir: Path | None = None) -> Path:
+    """Resolve one classpath into ``jvm_dir/name`` unless its pom is unchanged.
+
+    Returns:
+        The folder holding the jars.
+
+    Raises:
+        SetupError: Maven missing or failing.
+    """
+    poms_dir = poms_dir or PROJECT_ROOT / "jvm"
+    pom = poms_dir / name / "pom.xml"
+    target = jvm_dir / name
+    stamp = target / ".pom.sha256"
+    digest = _pom_digest(pom)
+    if stamp.exists() and stamp.read_text().strip() == digest and any(target.glob("*.jar")):
+        logger.info('classpath="%s" status="up to date" jars=%d', name, len(list(target.glob("*.jar"))))
+        return target
+    mvn = shutil.which("mvn")
+    if mvn is None:
+        msg = "mvn not found: install Apache Maven (Debian: apt-get install maven)"
+        raise SetupError(msg)
+    with tempfile.TemporaryDirectory(prefix=f"heartrisk-{name}-") as tmp:
+        goal = ["dependency:copy"] if name in ARCHIVES else ["dependency:copy-dependencies", "-DincludeScope=runtime"]
+        cmd = [mvn, "-q", "-B", "-f", str(pom), *goal, f"-DoutputDirectory={tmp}"]
+        print(f"resolving {name} from Maven Central ...", file=sys.stderr, flush=True)
+        proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+        if proc.returncode != 0:
+            tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-5:])
+            msg = f"Maven could not resolve {pom}: {tail}"
+            raise SetupError(msg)
+        jars = sorted(Path(tmp).glob("*.jar"))
+        if name == "spark":
+            shipped = {artifact_name(j.name) for j in pyspark_jars_dir().glob("*.jar")}
+            jars = [j for j in jars if artifact_name(j.name) not in shipped]
+        if target.exists():
+            shutil.rmtree(target)
+        target.mkdir(parents=True)
+        if name in ARCHIVES:
+            jars = _unpack(sorted(Path(tmp).glob("*.tar.gz")), target)
+        for j in jars:
+            shutil.copy2(j, target / j.name)
+    stamp.write_text(digest + "\n")
+    what = "unpacked" if name in ARCHIVES else f"{len(jars)} jars"
+    print(f"{name}: {what} in {target}", file=sys.stderr)
+    return target
+
+
+def _unpack(archives: list[Path], target: Path) -> list[Path]:
+    """Unpack the distribution archives into ``target``; returns no jars to copy.
+
+    Raises:
+        SetupError: no archive was downloaded.
+    """
+    if not archives:
+        msg = f"Maven downloaded no archive for {target.name}"
+        raise SetupError(msg)
+    for archive in archives:
+        with tarfile.open(archive) as tar:
+            tar.extractall(target, filter="data")
+    return []
+
+
+def classpath_jars(name: str, jvm_dir: Path) -> list[Path]:
+    """The jars of one resolved classpath.
+
+    Raises:
+        SetupError: the classpath was never resolved.
+    """
+    jars = sorted((jvm_dir / name).glob("*.jar"))
+    if not jars:
+        msg = f"no jars in {jvm_dir / name}: run `make setup` first"
+        raise SetupError(msg)
+    return jars
+
+
+def spark_jars(jvm_dir: Path) -> str:
+    """Comma-separated ``spark.jars`` value for the Kafka and Avro connectors."""
+    return ",".join(str(j) for j in classpath_jars("spark", jvm_dir))
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Resolve every folder (the `make setup` step)."""
+    import argparse
+
+    parser = argparse.ArgumentParser(
+        prog="python -m stream.local.jvm",
+        description="Resolve the Kafka broker, the Spark connectors and the schema registry from Maven Central.",
+    )
+    parser.add_argument("--jvm-dir", default=str(PROJECT_ROOT / ".jvm"), help="cache folder (default: .jvm)")
+    args = parser.parse_args(argv)
+    try:
+        java_major_version()
+        for name in CLASSPATHS:
+            resolve(name, Path(args.jvm_dir))
+    except SetupError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,134 @@
+"""Topic admin on any Kafka broker: create the missing topics, describe partitions and end offsets.
+
+Used by the local broker (``heartrisk kafka up``), ``heartrisk kafka topics``
+against any broker, the tests and the bench.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from confluent_kafka import KafkaException, TopicPartition
+from confluent_kafka.admin import AdminClient
+from confluent_kafka.cimpl import NewTopic
+
+from stream.errors import BrokerError
+from stream.local.processes import port_in_use
+
+logger = logging.getLogger(__name__)
+
+
+def ensure_topics(
+    bootstrap: str,
+    topics: Iterable[str],
+    partitions: int,
+    extra_config: dict[str, str] | None = None,
+    timeout_s: float = 30.0,
+) -> list[str]:
+    """Create the topics that do not exist yet; return the names created."""
+    conf: dict[str, Any] = {"bootstrap.servers": bootstrap, **(extra_config or {})}
+    admin = AdminClient(conf)
+    wanted = list(dict.fromkeys(topics))
+    if not wanted:
+        return []
+    existing = set(admin.list_topics(timeout=timeout_s).topics)
+    missing = [t for t in wanted if t not in existing]
+    created: list[str] = []
+    if missing:
+        futures = admin.create_topics(
+            [NewTopic(t, num_partitions=partitions, replication_factor=1) for t in missing],
+            operation_timeout=timeout_s,
+        )
+        for name, fut in futures.items():
+            try:
+                fut.result(timeout=timeout_s)
+                created.append(name)
+            except KafkaException as exc:
+                if exc.args[0].name() != "TOPIC_ALREADY_EXISTS":
+                    msg = f"could not create topic {name!r}: {exc.args[0].str()}"
+                    raise BrokerError(msg) from exc
+    # Wait until the metadata shows every topic with its leaders.
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        md = admin.list_topics(timeout=timeout_s).topics
+        if all(
+            t in md and md[t].partitions and not md[t].error
+            and all(p.leader >= 0 and not p.error for p in md[t].partitions.values())
+            for t in wanted
+        ):
+            break
+        time.sleep(0.2)
+    return created
+
+
+def _end_offset(consumer: Any, topic: str, partition: int, timeout_s: float) -> int:
+    """A partition's end offset; retries while a new broker is still electing leaders.
+
+    Raises:
+        BrokerError: the broker kept failing for ``timeout_s``.
+    """
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            return int(consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=timeout_s)[1])
+        except KafkaException as exc:
+            err = exc.args[0]
+            if not err.retriable() and err.name() not in ("NOT_LEADER_FOR_PARTITION", "LEADER_NOT_AVAILABLE"):
+                msg = f"cannot read the end offset of {topic}[{partition}]: {err.str()}"
+                raise BrokerError(msg) from exc
+            if time.monotonic() >= deadline:
+                msg = f"cannot read the end offset of {topic}[{partition}] within {timeout_s:.0f}s: {err.str()}"
+                raise BrokerError(msg) from exc
+            time.sleep(0.2)
+
+
+@dataclass(frozen=True)
+class TopicStatus:
+    """One topic as `kafka status` shows it."""
+
+    name: str
+    partitions: int
+    end_offsets: list[int]
+
+    @property
+    def messages(self) -> int:
+        """Sum of the partitions' end offsets."""
+        return sum(self.end_offsets)
+
+
+def describe_topics(
+    bootstrap: str, extra_config: dict[str, str] | None = None, timeout_s: float = 10.0
+) -> list[TopicStatus]:
+    """Topics (internal ones hidden) with partitions and end offsets.
+
+    Raises:
+        BrokerError: the broker does not answer.
+    """
+    from confluent_kafka import Consumer
+
+    conf: dict[str, Any] = {"bootstrap.servers": bootstrap, **(extra_config or {})}
+    host, _, port = bootstrap.split(",")[0].rpartition(":")
+    if host in ("localhost", "127.0.0.1") and port.isdigit() and not port_in_use(int(port)):
+        msg = f"no Kafka broker answers at {bootstrap}: start one with `heartrisk kafka up`"
+        raise BrokerError(msg)
+    try:
+        md = AdminClient(conf).list_topics(timeout=timeout_s)
+    except KafkaException as exc:
+        msg = f"no Kafka broker answers at {bootstrap}: start one with `heartrisk kafka up`"
+        raise BrokerError(msg) from exc
+    consumer = Consumer({**conf, "group.id": "heartrisk-status", "enable.auto.commit": False})
+    try:
+        out = []
+        for name in sorted(md.topics):
+            if name.startswith("__"):
+                continue
+            parts = sorted(md.topics[name].partitions)
+            ends = [_end_offset(consumer, name, p, timeout_s) for p in parts]
+            out.append(TopicStatus(name, len(parts), ends))
+        return out
+    finally:
+        consumer.close()

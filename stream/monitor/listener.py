@@ -1,0 +1,160 @@
+"""Progress of the scorer: a ``StreamingQueryListener`` that records each micro-batch in the progress file.
+
+The listener runs in the driver. It writes a small JSON progress file beside the
+checkpoint (atomically: write, then rename), which the sidecar exporter reads.
+A file survives a restart of either process; in a pod both containers mount the
+same volume. Totals in the file are cumulative across scorer restarts, so they
+can be exported as Prometheus counters.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from pyspark.sql.streaming.listener import StreamingQueryListener
+
+from stream.contract.codes import ERROR_CODES
+from stream.monitor.progress import empty_totals, read_progress, write_progress
+from stream.pipeline.columns import LATENCY_BUCKETS, OBSERVATION, bucket_name
+
+logger = logging.getLogger(__name__)
+
+
+class ProgressListener(StreamingQueryListener):
+    """Writes the scorer's progress file on start, on every progress event and on termination."""
+
+    def __init__(self, path: Path, query_name: str, model_version: str) -> None:
+        super().__init__()
+        self.path = path
+        self.query_name = query_name
+        self.model_version = model_version
+        previous = read_progress(path) or {}
+        self.query_id: str | None = None
+        self.closed = False
+        # counts handed over by the per-batch (Avro) scorer, by batch id
+        self._pushed: dict[int, dict[str, Any]] = {}
+        # the listener bus and foreachBatch (registry pauses) call in from different threads
+        self._lock = threading.RLock()
+        self.state: dict[str, Any] = {
+            "query_name": query_name,
+            "model_version": model_version,
+            "state": "starting",
+            "pid": os.getpid(),
+            "updated_at": time.time(),
+            "last_progress_at": None,
+            "totals": previous.get("totals") or empty_totals(),
+            "registry_pause": None,
+        }
+        write_progress(path, self.state)
+
+    def push_observation(self, batch_id: int, counts: dict[str, Any]) -> None:
+        """Counts of a batch scored in ``foreachBatch`` (its observation is not in the progress event)."""
+        self._pushed[batch_id] = counts
+        for old in [b for b in self._pushed if b < batch_id - 100]:
+            del self._pushed[old]
+
+    def _save(self) -> None:
+        with self._lock:
+            self.state["updated_at"] = time.time()
+            write_progress(self.path, self.state)
+
+    def registry_paused(self, schema_id: int, attempt: int) -> None:
+        """A batch waits for the schema registry (called on every retry: it doubles as a heartbeat)."""
+        with self._lock:
+            now = time.time()
+            pause = self.state.get("registry_pause") or {"schema_id": schema_id, "since": now}
+            pause.update(attempts=attempt, last_retry_at=now)
+            self.state["registry_pause"] = pause
+            self._save()
+
+    def registry_resumed(self) -> None:
+        """The registry answered again: the paused batch goes on."""
+        with self._lock:
+            if self.state.get("registry_pause") is not None:
+                self.state["registry_pause"] = None
+                self._save()
+
+    def onQueryStarted(self, event: Any) -> None:  # noqa: N802 - Spark's API
+        """The query started (or restarted from its checkpoint)."""
+        if event.name != self.query_name or self.closed or self.query_id not in (None, str(event.id)):
+            return
+        self.query_id = str(event.id)
+        self.state.update(state="active", query_id=str(event.id), run_id=str(event.runId))
+        self.state["last_progress_at"] = time.time()
+        self._save()
+
+    def onQueryProgress(self, event: Any) -> None:  # noqa: N802 - Spark's API
+        """One micro-batch finished (or an idle progress report)."""
+        p = event.progress
+        if self.closed or str(p.id) != self.query_id:
+            return
+        try:
+            with self._lock:
+                self._record(p)
+        except Exception:  # the listener must never take the query down
+            logger.exception('event="progress not recorded" batch_id=%s', getattr(p, "batchId", "?"))
+
+    def _record(self, p: Any) -> None:
+        totals = self.state["totals"]
+        obs = p.observedMetrics.get(OBSERVATION) if p.observedMetrics else None
+        pushed = self._pushed.pop(p.batchId, None)
+        by_topic: dict[str, int] = {}
+        for src in p.sources:
+            metrics = src.metrics or {}
+            behind = metrics.get("maxOffsetsBehindLatest")
+            if behind is not None:
+                topic = src.description.split("[", 1)[-1].split("]", 1)[0].removeprefix("Subscribe").strip("[] ")
+                by_topic[topic] = int(float(behind))
+        durations = {k: v / 1000.0 for k, v in (p.durationMs or {}).items()}
+        self.state.update(
+            state="active",
+            batch_id=p.batchId,
+            last_progress_at=time.time(),
+            input_rows=p.numInputRows,
+            input_rows_per_second=p.inputRowsPerSecond or 0.0,
+            processed_rows_per_second=p.processedRowsPerSecond or 0.0,
+            batch_duration_seconds=durations.get("triggerExecution", 0.0),
+            phase_durations_seconds={k: v for k, v in durations.items() if k != "triggerExecution"},
+            offsets_behind_latest=by_topic,
+        )
+        row = obs.asDict() if obs is not None else pushed
+        if row is not None and p.numInputRows:
+            totals["batches"] += 1
+            totals["input_rows"] += int(row["rows"])
+            totals["predictions"] += int(row["predictions"])
+            for code in ERROR_CODES:
+                totals["dead_letters"][code] = totals["dead_letters"].get(code, 0) + int(row[f"dlq_{code}"])
+            for le in LATENCY_BUCKETS:
+                totals["latency_buckets"][str(le)] += int(row[bucket_name(le)])
+            totals["latency_count"] += int(row["predictions"])
+            totals["latency_sum_seconds"] += float(row["latency_ms_sum"] or 0) / 1000.0
+            quantiles = row["latency_ms_p50_p99"]
+            if quantiles:
+                self.state["latency_p50_seconds"] = quantiles[0] / 1000.0
+                self.state["latency_p99_seconds"] = quantiles[1] / 1000.0
+            logger.info(
+                'event="batch" batch_id=%d input_rows=%d predictions=%d dead_letters=%d rows_per_s=%.0f',
+                p.batchId, row["rows"], row["predictions"], int(row["rows"]) - int(row["predictions"]),
+                p.processedRowsPerSecond or 0.0,
+            )
+        self._save()
+
+    def onQueryIdle(self, event: Any) -> None:  # noqa: N802 - Spark's API
+        """No new data; still alive."""
+        if self.closed or str(event.id) != self.query_id:
+            return
+        self.state["last_progress_at"] = time.time()
+        self._save()
+
+    def onQueryTerminated(self, event: Any) -> None:  # noqa: N802 - Spark's API
+        """The query stopped or failed; this listener is then done."""
+        if self.closed or str(event.id) != self.query_id:
+            return
+        self.closed = True
+        self.state["state"] = "failed" if event.exception else "terminated"
+        self._save()

@@ -1,0 +1,53 @@
+"""Build: the steps wired in flow order, on any DataFrame of raw Kafka rows (streaming or batch).
+
+source -> decode -> validate -> score -> (stamp) -> encode -> sink. The
+streaming query, ``score-batch``, the per-batch Avro path and the tests all
+build their plans here, so they cannot drift apart.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+
+from pyspark.sql import DataFrame
+
+from stream.config import Settings
+from stream.contract.writer_schemas import Writer
+from stream.model.artifact import LoadedModel
+from stream.pipeline.decode import decode_events
+from stream.pipeline.encode import encode_output, stamp_scored_at
+from stream.pipeline.score import score_events
+from stream.pipeline.validate import validate_events
+
+Tap = Callable[[DataFrame], DataFrame]
+
+
+def build_scores(
+    raw: DataFrame,
+    model: LoadedModel,
+    input_format: str = "json",
+    writers: Mapping[int, Writer] | None = None,
+) -> DataFrame:
+    """Decoded, validated and scored rows (every input row, good or bad), stamped with ``scored_at``."""
+    decoded = decode_events(raw, input_format, writers)
+    validated = validate_events(decoded)
+    scored = score_events(validated, model)
+    return stamp_scored_at(scored)
+
+
+def build_output(
+    raw: DataFrame,
+    model: LoadedModel,
+    settings: Settings,
+    prediction_schema_id: int | None = None,
+    tap: Tap | None = None,
+) -> DataFrame:
+    """Kafka records (topic, key, value, headers) for every input row of JSON input.
+
+    ``tap`` sees the scored rows before they are encoded (the scorer attaches its
+    per-batch observation there).
+    """
+    scored = build_scores(raw, model)
+    if tap is not None:
+        scored = tap(scored)
+    return encode_output(scored, settings, prediction_schema_id)

@@ -1,0 +1,53 @@
+"""Every column name the pipeline stages share, in one place.
+
+The stages (source, decode, validate, score, encode, sink) import names from
+here and never from each other, so each stage can be read, tested and replaced
+on its own. Pure Python: the exporter and other pyspark-free code may import it.
+"""
+
+from __future__ import annotations
+
+# source: the Kafka source's columns, in order
+KEY = "key"
+VALUE = "value"
+TOPIC = "topic"
+PARTITION = "partition"
+OFFSET = "offset"
+TIMESTAMP = "timestamp"
+RAW_COLUMNS = (KEY, VALUE, TOPIC, PARTITION, OFFSET, TIMESTAMP)
+
+# decode: the typed event, the raw field map (only where needed), the decode verdict
+EVENT = "event"
+PRESENT = "_present"
+DECODE_ERROR = "decode_error"
+DECODE_DETAIL = "decode_detail"
+SCHEMA_ID = "schema_id"
+
+# validate: the verdict of the whole contract, and the envelope every output needs
+ERROR_CODE = "error_code"
+ERROR_DETAIL = "error_detail"
+STAGE = "stage"
+EVENT_ID = "event_id"
+PATIENT_ID = "patient_id"
+EVENT_TS = "event_ts"
+
+# score: the model's answer (null on rejected rows)
+PROBABILITY = "probability_disease"
+RISK_PREDICTION = "risk_prediction"
+RISK_LEVEL = "risk_level"
+CONTRIBUTIONS = "contributions"
+IMPUTED_FIELDS = "imputed_fields"
+MODEL_VERSION = "model_version"
+
+# encode: when the micro-batch was scored
+SCORED_AT = "scored_at"
+
+# the per-batch observation (aggregates computed inside the query, read by the listener)
+OBSERVATION = "heartrisk"
+# Upper bounds (seconds) of the end-to-end latency histogram; +Inf is implied.
+LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0)
+
+
+def bucket_name(le: float) -> str:
+    """The observation column of one latency bucket: ``le_0_05`` for 0.05 s."""
+    return f"le_{str(le).replace('.', '_')}"

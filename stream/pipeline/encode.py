@@ -1,0 +1,123 @@
+"""Encode: scored rows -> Kafka records (topic, key, value, headers).
+
+A valid event becomes a prediction on the output topic, keyed by patient_id so
+one patient's predictions stay in order; a rejected one becomes a dead letter on
+the dead-letter topic, keyed by the original key. Predictions are JSON, or
+Confluent-framed Avro (``prediction.v1.avsc``, registered under the output
+topic's subject) with ``--output-format avro``; dead letters are always JSON, for
+people and tools that read them without a registry. The ``topic`` column routes
+each row, so one Kafka sink serves both.
+"""
+
+from __future__ import annotations
+
+from pyspark.sql import Column, DataFrame
+from pyspark.sql import functions as F
+
+from stream import __version__
+from stream.config import Settings
+from stream.contract.avro import header_hex, prediction_schema
+from stream.contract.codes import MAX_DEAD_LETTER_VALUE_BYTES
+from stream.pipeline.columns import ERROR_CODE, ERROR_DETAIL, PROBABILITY, SCORED_AT, STAGE
+
+ISO_MILLIS = "yyyy-MM-dd'T'HH:mm:ss.SSS'Z'"
+CONTENT_TYPE = "application/json"
+AVRO_CONTENT_TYPE = "application/vnd.apache.avro+binary"
+PREDICTION_SCHEMA = "heartrisk.prediction.v1"
+DEAD_LETTER_SCHEMA = "heartrisk.dead_letter.v1"
+
+
+def _iso(ts: Column) -> Column:
+    return F.date_format(ts, ISO_MILLIS)
+
+
+def _prediction_struct() -> Column:
+    return F.struct(
+        F.col("event_id"),
+        F.col("patient_id"),
+        _iso(F.col("event_ts")).alias("event_time"),
+        _iso(F.col("scored_at")).alias("scored_at"),
+        F.col("model_version"),
+        F.round(F.col(PROBABILITY), 6).alias("probability"),
+        F.col("risk_prediction").alias("prediction"),
+        F.col("risk_level"),
+        F.col("contributions"),
+        F.col("imputed_fields"),
+    )
+
+
+def prediction_value() -> Column:
+    """The prediction record as JSON (see schemas/prediction.v1.schema.json)."""
+    return F.to_json(_prediction_struct(), {"ignoreNullFields": "false"})
+
+
+def prediction_avro(schema_id: int) -> Column:
+    """The prediction record as Confluent-framed Avro (see schemas/prediction.v1.avsc)."""
+    from pyspark.sql.avro.functions import to_avro
+
+    return F.concat(F.unhex(F.lit(header_hex(schema_id))), to_avro(_prediction_struct(), prediction_schema()))
+
+
+def dead_letter_value() -> Column:
+    """The dead letter as JSON (see schemas/dead_letter.v1.schema.json)."""
+    size = F.octet_length(F.col("value"))
+    truncated = F.coalesce(size > MAX_DEAD_LETTER_VALUE_BYTES, F.lit(False))
+    kept = F.when(truncated, F.substring(F.col("value"), 1, MAX_DEAD_LETTER_VALUE_BYTES)).otherwise(
+        F.col("value")
+    )
+    return F.to_json(
+        F.struct(
+            F.col(ERROR_CODE).alias("error_code"),
+            F.col(ERROR_DETAIL).alias("error_detail"),
+            F.col(STAGE).alias("stage"),
+            F.col("event_id"),
+            F.col("topic"),
+            F.col("partition"),
+            F.col("offset"),
+            _iso(F.col("timestamp")).alias("timestamp"),
+            F.base64(F.col("key")).alias("key_base64"),
+            F.base64(kept).alias("value_base64"),
+            size.alias("value_size"),
+            truncated.alias("value_truncated"),
+            F.sha2(F.col("value"), 256).alias("value_sha256"),
+            F.lit(__version__).alias("scorer_version"),
+            _iso(F.col("scored_at")).alias("failed_at"),
+        ),
+        {"ignoreNullFields": "false"},
+    )
+
+
+def stamp_scored_at(df: DataFrame) -> DataFrame:
+    """Add ``scored_at``, the time the micro-batch was scored."""
+    return df.withColumn(SCORED_AT, F.current_timestamp())
+
+
+def encode_output(df: DataFrame, settings: Settings, prediction_schema_id: int | None = None) -> DataFrame:
+    """Kafka sink columns for every row (stamped by ``stamp_scored_at``): a prediction or a dead letter.
+
+    With ``prediction_schema_id`` (the registry id of prediction.v1.avsc) predictions are framed Avro.
+    """
+    ok = F.col(ERROR_CODE).isNull()
+    avro = prediction_schema_id is not None
+    prediction = (
+        prediction_avro(prediction_schema_id) if prediction_schema_id is not None else prediction_value().cast("binary")
+    )
+    headers_ok = F.array(
+        F.struct(F.lit("model_version").alias("key"), F.col("model_version").cast("binary").alias("value")),
+        F.struct(
+            F.lit("content-type").alias("key"),
+            F.lit(AVRO_CONTENT_TYPE if avro else CONTENT_TYPE).cast("binary").alias("value"),
+        ),
+        F.struct(F.lit("schema").alias("key"), F.lit(PREDICTION_SCHEMA).cast("binary").alias("value")),
+    )
+    headers_bad = F.array(
+        F.struct(F.lit("error_code").alias("key"), F.col(ERROR_CODE).cast("binary").alias("value")),
+        F.struct(F.lit("content-type").alias("key"), F.lit(CONTENT_TYPE).cast("binary").alias("value")),
+        F.struct(F.lit("schema").alias("key"), F.lit(DEAD_LETTER_SCHEMA).cast("binary").alias("value")),
+    )
+    return df.select(
+        F.when(ok, F.lit(settings.output_topic)).otherwise(F.lit(settings.dlq_topic)).alias("topic"),
+        F.when(ok, F.col("patient_id").cast("binary")).otherwise(F.col("key")).alias("key"),
+        F.when(ok, prediction).otherwise(dead_letter_value().cast("binary")).alias("value"),
+        F.when(ok, headers_ok).otherwise(headers_bad).alias("headers"),
+    )

@@ -1,0 +1,44 @@
+"""Sink: the Kafka sink for predictions and dead letters, with its checkpoint (streaming, or per micro-batch)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, cast
+
+from pyspark.sql import DataFrame
+from pyspark.sql.streaming.readwriter import DataStreamWriter
+
+from stream.config import Settings
+from stream.pipeline.trigger import parse_trigger
+
+
+def kafka_sink_options(settings: Settings) -> dict[str, str]:
+    """Options of the Kafka sink (streaming, or the batch write inside ``foreachBatch``)."""
+    return {
+        # defaults a user's kafka.* options may override
+        "kafka.max.request.size": str(2 * 1024 * 1024),
+        "kafka.linger.ms": "5",
+        "kafka.compression.type": "lz4",
+        **settings.spark_kafka_options(),
+    }
+
+
+def write_predictions(df: DataFrame, settings: Settings) -> DataStreamWriter:
+    """The configured (not yet started) Kafka writer."""
+    return (
+        df.writeStream.format("kafka")
+        .queryName(settings.query_name)
+        .outputMode("update")
+        .options(**kafka_sink_options(settings), checkpointLocation=settings.checkpoint_location)
+        .trigger(**cast(Any, parse_trigger(settings.trigger)))
+    )
+
+
+def write_per_batch(raw: DataFrame, settings: Settings, process: Callable[[DataFrame, int], None]) -> DataStreamWriter:
+    """The configured (not yet started) writer that hands each micro-batch to ``process``."""
+    return (
+        raw.writeStream.foreachBatch(process)
+        .queryName(settings.query_name)
+        .option("checkpointLocation", settings.checkpoint_location)
+        .trigger(**cast(Any, parse_trigger(settings.trigger)))
+    )

@@ -1,0 +1,134 @@
+"""Validate: the event contract as Spark column expressions.
+
+Adds ``error_code``, ``error_detail`` and ``stage`` (null for a valid event) and
+the envelope columns every output needs: ``event_id``, ``patient_id`` and
+``event_ts``. The first failing check wins, in field order. Ranges and
+enumerations come from ``schemas/patient_event.v1.schema.json``.
+"""
+
+from __future__ import annotations
+
+from pyspark.sql import Column, DataFrame
+from pyspark.sql import functions as F
+
+from stream.contract.codes import DECODE_CODES, ERROR_CODES
+from stream.contract.schema import FieldSpec, clinical_fields
+from stream.pipeline.columns import (
+    DECODE_DETAIL,
+    DECODE_ERROR,
+    ERROR_CODE,
+    ERROR_DETAIL,
+    EVENT,
+    EVENT_ID,
+    EVENT_TS,
+    PATIENT_ID,
+    PRESENT,
+    STAGE,
+)
+
+_TYPE_WORD = {"integer": "an integer", "number": "a number", "category": "a string"}
+
+
+def _value(f: FieldSpec) -> Column:
+    return F.col(f"{EVENT}.`{f.name}`")
+
+
+def _present(f: FieldSpec) -> Column:
+    return F.coalesce(F.map_contains_key(F.col(PRESENT), F.lit(f.name)), F.lit(False))
+
+
+def field_checks(f: FieldSpec) -> list[tuple[Column, str, str]]:
+    """(failing condition, code, detail) for one field, in the order they are tried."""
+    v = _value(f)
+    raw = F.col(PRESENT)[f.name]
+    checks: list[tuple[Column, str, str]] = []
+    if not f.nullable:
+        checks.append((v.isNull() & ~_present(f), "MISSING_FIELD", f"field {f.name} is missing"))
+        checks.append((v.isNull() & raw.isNull(), "NULL_FIELD", f"field {f.name} is null"))
+    checks.append(
+        (
+            v.isNull() & _present(f) & raw.isNotNull(),
+            "WRONG_TYPE",
+            f"field {f.name} must be {_TYPE_WORD[f.kind]}",
+        )
+    )
+    if f.kind == "number":
+        checks.append(
+            (
+                F.isnan(v) | (v == float("inf")) | (v == float("-inf")),
+                "NOT_FINITE",
+                f"field {f.name} must be a finite number",
+            )
+        )
+    if f.minimum is not None or f.maximum is not None:
+        lo, hi = f.minimum, f.maximum
+        cond = F.lit(False)
+        if lo is not None:
+            cond = cond | (v < lo)
+        if hi is not None:
+            cond = cond | (v > hi)
+        checks.append((cond, "OUT_OF_RANGE", f"field {f.name} must be within [{lo:g}, {hi:g}]"))
+    if f.values:
+        allowed = " | ".join(f.values)
+        checks.append((~v.isin(*f.values), "INVALID_ENUM", f"field {f.name} must be one of: {allowed}"))
+    return checks
+
+
+def patient_id_column() -> Column:
+    """``patient_id`` from the event, else the message key; empty counts as absent."""
+    from_event = F.nullif(F.trim(F.col(f"{EVENT}.patient_id")), F.lit(""))
+    from_key = F.nullif(F.trim(F.col("key").cast("string")), F.lit(""))
+    return F.coalesce(from_event, from_key)
+
+
+def event_time_column() -> Column:
+    """``event_time`` as a timestamp: epoch millis or ISO-8601; absent -> Kafka timestamp."""
+    raw = F.trim(F.col(f"{EVENT}.event_time"))
+    parsed = F.when(raw.rlike(r"^-?[0-9]{1,15}$"), F.timestamp_millis(raw.cast("long"))).otherwise(
+        raw.cast("timestamp")
+    )
+    return F.when(raw.isNull(), F.col("timestamp")).otherwise(parsed)
+
+
+def validate_events(df: DataFrame) -> DataFrame:
+    """Add the verdict columns and the envelope columns."""
+    df = df.withColumns(
+        {
+            EVENT_ID: F.coalesce(
+                F.nullif(F.col(f"{EVENT}.event_id"), F.lit("")),
+                F.concat_ws("-", F.col("topic"), F.col("partition"), F.col("offset")),
+            ),
+            PATIENT_ID: patient_id_column(),
+            EVENT_TS: event_time_column(),
+        }
+    )
+    code: Column = F.when(F.col(DECODE_ERROR).isNotNull(), F.col(DECODE_ERROR))
+    detail: Column = F.when(F.col(DECODE_ERROR).isNotNull(), F.col(DECODE_DETAIL))
+    for f in clinical_fields():
+        for cond, c, d in field_checks(f):
+            code = code.when(cond, F.lit(c))
+            detail = detail.when(cond, F.lit(d))
+    bad_time = F.col(f"{EVENT}.event_time").isNotNull() & F.col(EVENT_TS).isNull()
+    no_patient = F.col(PATIENT_ID).isNull()
+    code = code.when(no_patient, F.lit("NO_PATIENT_ID")).when(bad_time, F.lit("BAD_EVENT_TIME"))
+    detail = detail.when(no_patient, F.lit("neither a patient_id field nor a message key")).when(
+        bad_time, F.lit("event_time must be ISO-8601 or epoch milliseconds")
+    )
+    df = df.withColumn(ERROR_CODE, code)
+    return df.withColumns(
+        {
+            ERROR_DETAIL: F.when(
+                F.col(ERROR_CODE).isNotNull(), F.coalesce(detail, _decode_detail(F.col(ERROR_CODE)))
+            ),
+            STAGE: F.when(F.col(DECODE_ERROR).isNotNull(), F.lit("decode")).when(
+                F.col(ERROR_CODE).isNotNull(), F.lit("validate")
+            ),
+        }
+    )
+
+
+def _decode_detail(code: Column) -> Column:
+    out = F.when(F.lit(False), F.lit(None).cast("string"))
+    for c in DECODE_CODES:
+        out = out.when(code == c, F.lit(ERROR_CODES[c][1]))
+    return out

@@ -1,0 +1,121 @@
+"""How a setting is declared: ``setting()`` (one dataclass field), its ``Spec``, the value parsers, the CLI groups.
+
+``stream.config`` declares every setting with ``setting()``; the environment
+variable, flag, ``--help`` text and CLI group of each derive from that one
+declaration. Nothing here reads the environment.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from stream.errors import ConfigError
+
+
+def parse_kv(text: str) -> dict[str, str]:
+    """Parse ``k=v,k2=v2`` (or newline-separated) into a dict."""
+    out: dict[str, str] = {}
+    for part in re.split(r"[,\n]", text):
+        part = part.strip()
+        if not part:
+            continue
+        if "=" not in part:
+            msg = f"expected key=value, got {part!r}"
+            raise ConfigError(msg)
+        k, v = part.split("=", 1)
+        out[k.strip()] = v.strip()
+    return out
+
+
+def positive_int(text: str) -> int:
+    """A whole number above 0."""
+    value = int(text)
+    if value <= 0:
+        msg = f"must be a positive integer, got {text!r}"
+        raise ValueError(msg)
+    return value
+
+
+def positive_float(text: str) -> float:
+    """A number above 0."""
+    value = float(text)
+    if not value > 0:
+        msg = f"must be a positive number, got {text!r}"
+        raise ValueError(msg)
+    return value
+
+
+def port(text: str) -> int:
+    """A TCP port, 1-65535."""
+    value = int(text)
+    if not 1 <= value <= 65535:
+        msg = f"must be a TCP port (1-65535), got {text!r}"
+        raise ValueError(msg)
+    return value
+
+
+def choice(*allowed: str, upper: bool = False) -> Callable[[str], str]:
+    """A parser that accepts one of ``allowed`` (case-insensitive)."""
+    def parse(text: str) -> str:
+        value = text.strip().upper() if upper else text.strip().lower()
+        if value not in allowed:
+            msg = f"must be one of {' | '.join(allowed)}, got {text!r}"
+            raise ValueError(msg)
+        return value
+
+    return parse
+
+
+GROUPS: dict[str, str] = {
+    "kafka": "Kafka (any broker)",
+    "topics": "topics",
+    "formats": "formats and the schema registry",
+    "local_registry": "the local schema registry",
+    "local_broker": "the local KRaft broker",
+    "model": "the model and its data",
+    "scorer": "the scorer",
+    "spark": "Spark",
+    "exporter": "the sidecar exporter",
+    "general": "general",
+}
+
+
+@dataclass(frozen=True)
+class Spec:
+    """How one setting is named, parsed and documented (read off its ``Settings`` field)."""
+
+    name: str
+    default: Any
+    help: str
+    group: str
+    parse: Callable[[str], Any] = str
+    secret: bool = False
+    metavar: str | None = None
+
+    @property
+    def env(self) -> str:
+        """The environment variable that sets it."""
+        return "HEARTRISK_" + self.name.upper()
+
+    @property
+    def flag(self) -> str:
+        """The command-line flag that sets it."""
+        return "--" + self.name.replace("_", "-")
+
+
+def setting(
+    default: Any,
+    help: str,  # noqa: A002 - the field's help text, as argparse calls it
+    group: str,
+    parse: Callable[[str], Any] = str,
+    secret: bool = False,
+    metavar: str | None = None,
+) -> Any:
+    """Declare one setting: its default, help, CLI group and parser, in one place (a dataclass field)."""
+    meta = {"help": help, "group": group, "parse": parse, "secret": secret, "metavar": metavar}
+    if isinstance(default, dict):
+        return field(default_factory=dict, metadata=meta)
+    return field(default=default, metadata=meta)

@@ -13,20 +13,9 @@ from stream.app.produce import MIXED_KINDS, bad_event, generate, publish
 from stream.app.scorer import start_scorer
 from stream.config import load_settings
 from stream.errors import ConfigError
-from stream.pipeline.sink import parse_trigger
 from tests.helpers import consume
 
 pytestmark = pytest.mark.integration
-
-
-def test_trigger_parsing():
-    assert parse_trigger("real-time") == {"realTime": "5 seconds"}
-    assert parse_trigger("real-time=10s") == {"realTime": "10 seconds"}
-    with pytest.raises(ConfigError, match="at least 5s"):
-        parse_trigger("real-time=2s")
-    assert parse_trigger("processing-time=500ms") == {"processingTime": "500 milliseconds"}
-    with pytest.raises(ConfigError, match="real-time"):
-        parse_trigger("continuous=1s")
 
 
 def _settings(kafka_bootstrap, topics, tmp_path):

@@ -117,5 +117,22 @@ def test_a_differently_named_record_is_incompatible():
     assert "is not the reader's" in compatibility_error(writer, _v(1))
 
 
-def test_prediction_schema_parses():
-    fastavro.parse_schema(json.loads(prediction_schema()))
+def test_prediction_schema_parses_and_round_trips_a_prediction():
+    parsed = fastavro.parse_schema(json.loads(prediction_schema()))
+    assert parsed["name"] == "io.heartrisk.v1.RiskPrediction"
+    names = [f["name"] for f in parsed["fields"]]
+    assert {"event_id", "patient_id", "probability", "risk_level", "contributions"} <= set(names)
+    record = {
+        "event_id": "e-1", "patient_id": "p-1", "event_time": "2026-11-27T08:00:00.000Z",
+        "scored_at": "2026-11-27T08:00:00.120Z", "model_version": "1.0.0", "probability": 0.621,
+        "prediction": 1, "risk_level": "High",
+        "contributions": [{"field": "thalassemia", "value": "No", "contribution": -0.5}],
+        "imputed_fields": [],
+    }
+    buf = io.BytesIO()
+    fastavro.schemaless_writer(buf, parsed, record)
+    buf.seek(0)
+    back = fastavro.schemaless_reader(buf, parsed)
+    assert back["probability"] == pytest.approx(0.621)
+    assert back["contributions"][0]["field"] == "thalassemia"
+    assert back["risk_level"] == "High"

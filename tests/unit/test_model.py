@@ -126,3 +126,32 @@ def test_guide_example_scores_strictly_between_0_and_1(spark, model):
     assert level in ("Low", "Medium", "High")
     card = (PROJECT_ROOT / "models" / "MODEL_CARD.md").read_text()
     assert f"{p:.3f}" in card and level in card, "the model card documents the example's score and level"
+
+
+def _two_versions(tmp_path):
+    """models/<a, b> with CURRENT -> a; b is a copy of the committed model under another version name."""
+    src = resolve_model_dir(MODELS)
+    root = tmp_path / "heart_lr"
+    a, b = root / "a", root / "b"
+    shutil.copytree(src, a)
+    shutil.copytree(src, b)
+    for folder in (a, b):
+        meta = json.loads((folder / "model.json").read_text())
+        meta["version"] = folder.name
+        (folder / "model.json").write_text(json.dumps(meta))
+    (root / "CURRENT").write_text("a\n")
+    return root
+
+
+def test_current_moving_between_metadata_and_pipeline_cannot_mix_versions(spark, tmp_path):
+    from stream.model.artifact import load_model
+
+    root = _two_versions(tmp_path)
+    version_dir = resolve_model_dir(root)  # resolved once, as the scorer does at start-up
+    meta = load_metadata(version_dir)
+    (root / "CURRENT").write_text("b\n")  # a promotion lands between the two steps
+    model = load_model(version_dir, meta)
+    assert (model.version, model.path.name) == ("a", "a")
+    assert resolve_model_dir(root).name == "b", "the pointer did move"
+    with pytest.raises(ModelError, match="metadata of version 'a' cannot go with the pipeline in"):
+        load_model(root, meta)  # resolving again would pair a's metadata with b's pipeline: refused

@@ -8,7 +8,6 @@ import uuid
 
 import pytest
 
-from stream.app.lifecycle import await_stop_or_end, failure_message
 from stream.config import load_settings
 from stream.contract.avro import event_schema_versions, load_avsc, reader_schema
 from stream.contract.registry import SchemaRegistry, WriterSchema, subject_for
@@ -130,41 +129,6 @@ def test_pause_ends_with_an_error_when_a_stop_is_requested():
     with pytest.raises(StoppedWhilePaused) as info:
         ws.resolve([1])
     assert StoppedWhilePaused.MARKER in str(info.value) and "schema id 1" in str(info.value)
-
-
-class EndedQuery:
-    """A query whose wait raises the way PySpark does when the query ended with an error."""
-
-    def __init__(self, error: Exception) -> None:
-        self.error = error
-        self.waits = 0
-
-    @property
-    def isActive(self) -> bool:  # noqa: N802 (PySpark's name)
-        return self.waits == 0
-
-    def awaitTermination(self, timeout: float) -> None:  # noqa: N802 (PySpark's name)
-        self.waits += 1
-        raise self.error
-
-
-def test_a_query_ended_by_an_error_during_the_wait_is_left_to_the_caller():
-    import threading
-
-    from pyspark.errors import StreamingQueryException
-
-    query = EndedQuery(StreamingQueryException(message=f"boom: {StoppedWhilePaused.MARKER}"))
-    await_stop_or_end(query, threading.Event())  # type: ignore[arg-type]
-    assert query.waits == 1, "returns at once instead of raising out of the scorer"
-
-
-def test_a_stop_while_paused_is_a_clean_end_and_every_other_error_a_failure():
-    paused = RuntimeError(f"Traceback ...\nStoppedWhilePaused: {StoppedWhilePaused.MARKER}: schema id 3")
-    other = RuntimeError("Py4JJavaError: disk full\nmore")
-    assert failure_message(None, stopped=False) is None
-    assert failure_message(paused, stopped=True) is None
-    assert failure_message(paused, stopped=False) == "the streaming query failed: Traceback ..."
-    assert failure_message(other, stopped=True) == "the streaming query failed: Py4JJavaError: disk full"
 
 
 def test_dead_letter_policy_marks_the_id_unavailable_and_asks_again_next_batch():

@@ -39,13 +39,18 @@ def _avro_base(ftype) -> tuple[set, bool]:
 
 @pytest.mark.parametrize("name", sorted(p.name for p in SCHEMAS_DIR.glob("*.avsc")))
 def test_avro_schemas_parse(name):
-    fastavro.parse_schema(json.loads((SCHEMAS_DIR / name).read_text()))
+    raw = json.loads((SCHEMAS_DIR / name).read_text())
+    parsed = fastavro.parse_schema(raw)
+    assert parsed["type"] == "record"
+    assert [f["name"] for f in parsed["fields"]] == [f["name"] for f in raw["fields"]]
 
 
 @pytest.mark.parametrize("name", sorted(p.name for p in SCHEMAS_DIR.glob("*.schema.json")))
 def test_json_schemas_are_valid(name):
     schema = load_json(name)
     jsonschema.Draft202012Validator.check_schema(schema)
+    errors = list(jsonschema.Draft202012Validator(schema).iter_errors("not an object"))
+    assert errors and errors[0].validator == "type"
 
 
 @pytest.mark.parametrize(("avsc_name", "json_name"), PAIRS)

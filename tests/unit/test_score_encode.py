@@ -1,0 +1,138 @@
+"""Score and encode on a local SparkSession (no broker): contributions, imputation, levels, records, routing."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from datetime import datetime, timezone
+
+import pytest
+
+from stream.config import load_settings
+from stream.pipeline.build import build_scores
+from stream.pipeline.encode import encode_output
+from stream.pipeline.sink import kafka_sink_options
+
+EXAMPLE = {
+    "Age": 54, "Blood_Pressure": 130.0, "Cholesterol": 242.0, "Heart_Rate": 150.0, "Sex": "Male",
+    "angina": "Asymptomatic", "Glycemia": "Less than 120 mg/dl", "ECG": "Normal",
+    "angina_after_sport": "No", "ecg_slope": "Rising", "fluoroscopy": 2, "thalassemia": "No",
+}
+TS = datetime(2026, 1, 2, 3, 4, 5, tzinfo=timezone.utc)
+SETTINGS = load_settings({"output_topic": "preds", "dlq_topic": "dlq"}, environ={})
+
+
+def _raw(spark, messages):
+    data = [(k, v, "in", 0, i, TS) for i, (k, v) in enumerate(messages)]
+    return spark.createDataFrame(
+        data, "key binary, value binary, topic string, partition int, offset long, timestamp timestamp"
+    )
+
+
+def _scored(spark, model, bodies):
+    raw = _raw(spark, [(f"p-{i}".encode(), json.dumps(b).encode()) for i, b in enumerate(bodies)])
+    return build_scores(raw, model).orderBy("offset").collect()
+
+
+def _expected_contributions(meta, body):
+    """Per field: sum of coefficient x (x - mean) / std over its expanded features (model.json's numbers)."""
+    imputation = meta["model"]["imputation"]
+    out: dict[str, float] = {}
+    for feat in meta["model"]["features"]:
+        field = feat["field"]
+        value = body.get(field)
+        if feat["category"] is None:
+            x = float(imputation[field] if value is None else value)
+        else:
+            x = 1.0 if value == feat["category"] else 0.0
+        std = float(feat["std"])
+        z = 0.0 if std == 0.0 else (x - float(feat["mean"])) / std
+        out[field] = out.get(field, 0.0) + float(feat["coefficient"]) * z
+    return out
+
+
+def test_contributions_are_the_top_three_by_magnitude_with_their_signs(spark, model):
+    (row,) = _scored(spark, model, [EXAMPLE])
+    expected = _expected_contributions(model.meta, EXAMPLE)
+    top = sorted(expected.items(), key=lambda kv: -abs(kv[1]))[:3]
+    got = [(c.field, c.contribution) for c in row.contributions]
+    assert [f for f, _ in got] == [f for f, _ in top]
+    for (_, g), (_, e) in zip(got, top, strict=True):
+        assert g == pytest.approx(e, abs=1e-6)
+        assert math.copysign(1, g) == math.copysign(1, e)
+    assert abs(got[0][1]) >= abs(got[1][1]) >= abs(got[2][1])
+    assert row.contributions[0].value == str(EXAMPLE[got[0][0]])
+
+
+def test_a_null_nullable_field_is_imputed_and_listed(spark, model):
+    body = dict(EXAMPLE, fluoroscopy=None)
+    plain, imputed = _scored(spark, model, [EXAMPLE, body])
+    assert plain.imputed_fields == []
+    assert imputed.imputed_fields == ["fluoroscopy"]
+    assert imputed.error_code is None
+    median = float(model.meta["model"]["imputation"]["fluoroscopy"])
+    (same,) = _scored(spark, model, [dict(EXAMPLE, fluoroscopy=int(median))])
+    assert imputed.probability_disease == pytest.approx(same.probability_disease, abs=1e-15)
+
+
+@pytest.mark.parametrize(
+    ("thresholds", "level"),
+    [("p_is_high", "High"), ("p_is_medium", "Medium"), ("p_just_under_medium", "Low")],
+)
+def test_risk_levels_at_the_exact_thresholds(spark, model, thresholds, level):
+    (row,) = _scored(spark, model, [EXAMPLE])
+    p = row.probability_disease
+    t = {
+        "p_is_high": {"medium": p / 2, "high": p},
+        "p_is_medium": {"medium": p, "high": math.nextafter(p, 1.0)},
+        "p_just_under_medium": {"medium": math.nextafter(p, 1.0), "high": 0.999},
+    }[thresholds]
+    meta = dict(model.meta, risk_thresholds=dict(model.meta["risk_thresholds"], **t))
+    (again,) = _scored(spark, dataclasses.replace(model, meta=meta), [EXAMPLE])
+    assert again.probability_disease == p
+    assert again.risk_level == level
+
+
+def test_a_rejected_row_has_no_score_columns(spark, model):
+    (row,) = _scored(spark, model, [dict(EXAMPLE, Age=500)])
+    assert row.error_code == "OUT_OF_RANGE"
+    assert (row.probability_disease, row.risk_level, row.contributions, row.imputed_fields) == (None,) * 4
+
+
+def test_encode_routes_predictions_and_dead_letters_with_their_headers(spark, model):
+    raw = _raw(spark, [(b"k-good", json.dumps(EXAMPLE).encode()), (b"k-bad", b"{not json")])
+    rows = encode_output(build_scores(raw, model), SETTINGS).collect()
+    good, bad = rows
+    assert (good.topic, bad.topic) == ("preds", "dlq")
+    assert good.key == b"k-good", "a prediction is keyed by patient_id (here from the message key)"
+    assert bad.key == b"k-bad", "a dead letter keeps the original key"
+    prediction = json.loads(good.value)
+    assert list(prediction) == [
+        "event_id", "patient_id", "event_time", "scored_at", "model_version", "probability", "prediction",
+        "risk_level", "contributions", "imputed_fields",
+    ]
+    assert prediction["event_id"] == "in-0-0" and prediction["event_time"] == "2026-01-02T03:04:05.000Z"
+    assert prediction["model_version"] == model.version
+    letter = json.loads(bad.value)
+    assert letter["error_code"] == "NOT_JSON" and letter["stage"] == "decode"
+    assert (letter["topic"], letter["partition"], letter["offset"]) == ("in", 0, 1)
+    assert letter["value_size"] == len(b"{not json")
+    good_headers = {h.key: bytes(h.value) for h in good.headers}
+    bad_headers = {h.key: bytes(h.value) for h in bad.headers}
+    assert good_headers == {
+        "model_version": model.version.encode(), "content-type": b"application/json",
+        "schema": b"heartrisk.prediction.v1",
+    }
+    assert bad_headers == {
+        "error_code": b"NOT_JSON", "content-type": b"application/json", "schema": b"heartrisk.dead_letter.v1",
+    }
+
+
+def test_sink_options_default_and_yield_to_the_users_kafka_options():
+    opts = kafka_sink_options(SETTINGS)
+    assert opts["kafka.bootstrap.servers"] == "localhost:9092"
+    assert (opts["kafka.linger.ms"], opts["kafka.compression.type"]) == ("5", "lz4")
+    mine = load_settings({"kafka_options": {"linger.ms": "50", "acks": "all"}}, environ={})
+    opts = kafka_sink_options(mine)
+    assert (opts["kafka.linger.ms"], opts["kafka.acks"], opts["kafka.compression.type"]) == ("50", "all", "lz4")

@@ -29,7 +29,7 @@ Option = tuple[tuple[str, ...], dict[str, Any]]
 LOCAL_BROKER = ("local_broker", "topics", "jvm_dir")
 LOCAL_REGISTRY = ("local_registry", "jvm_dir")
 SPARK = ("spark", "jvm_dir", "log_level")
-STREAM = ("query_name", "checkpoint_dir", "trigger", "max_offsets_per_trigger", "starting_offsets")
+STREAM = ("query_name", "checkpoint_dir", "trigger", "max_offsets_per_trigger", "starting_offsets", "engine")
 
 
 class _Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
@@ -139,17 +139,20 @@ def build_parser() -> argparse.ArgumentParser:
                                   *STREAM, "progress_file", *SPARK))
     _new(sub, "bench",
          "benchmark on the local broker: throughput, latency (micro-batch and real-time), ceiling, baselines",
-         f"{cmd}:bench_command", (*LOCAL_BROKER, "local_registry", "model_dir", *SPARK),
+         f"{cmd}:bench_command", (*LOCAL_BROKER, "local_registry", "model_dir", "engine", *SPARK),
          _opt("--quick", action="store_true", help="scaled-down run (under 3 minutes), as CI runs it"),
          _opt("--formats", action="store_true",
               help="instead: JSON vs Avro events/s (4 pipelines x 3 reps of 200,000 events, ~9 min; "
                    "with --quick: 2 pipelines x 1 rep of 5,000); starts the local registry too"),
+         _opt("--plan", action="store_true",
+              help="instead: the scoring plan in memory, step by step and engine by engine, no Kafka "
+                   "(200,000 events x 3 reps; with --quick: 20,000 x 1)"),
          _opt("--results-dir", default="bench/results", help="where the JSON, Markdown and PNGs go"))
     _new(sub, "exporter",
          "sidecar: push the scorer's throughput, latency and lag to a Pushgateway; serve /metrics, /healthz",
          f"{cmd}:exporter_command", ("query_name", "checkpoint_dir", "progress_file", "exporter", "log_level"))
     _new(sub, "score-batch", "score CSV, JSON-lines or Parquet files with the stream's own code",
-         f"{cmd}:score_batch_command", ("model_dir", "output_topic", "dlq_topic", *SPARK),
+         f"{cmd}:score_batch_command", ("model_dir", "engine", "output_topic", "dlq_topic", *SPARK),
          _opt("--input", required=True, help="file or directory to score"),
          _opt("--output", required=True, help="new directory for predictions/ and rejects/"),
          _opt("--format", choices=("csv", "json", "parquet"), default=None,

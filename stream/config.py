@@ -26,6 +26,7 @@ InputFormat = Literal["json", "avro", "auto"]
 OutputFormat = Literal["json", "avro"]
 RegistryUnavailablePolicy = Literal["pause", "dead-letter"]
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR"]
+Engine = Literal["compiled", "pipeline"]
 SECRET_HINTS = ("password", "secret", "jaas", "token", "credential", "key.password")
 REDACTED = "***"
 PROGRESS_FILE = "heartrisk-progress.json"
@@ -92,6 +93,11 @@ class Settings:
         "models/heart_lr", "model directory: a version dir, or its parent with a CURRENT pointer", "model"
     )
     data_file: str = setting("data/heart_disease.csv", "the Cleveland data set in event field names", "model")
+    engine: Engine = setting(
+        "compiled",
+        "scoring engine: compiled (the fitted pipeline as column arithmetic) | pipeline (PipelineModel.transform)",
+        "scorer", choice(*get_args(Engine)),
+    )
     # The scorer.
     query_name: str = setting(
         "heartrisk-scorer", "streaming query name; also its checkpoint folder name", "scorer"

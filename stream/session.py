@@ -32,6 +32,9 @@ def spark_conf(settings: Settings, with_connectors: bool = True) -> dict[str, st
         "spark.sql.streaming.stopGracefullyOnShutdown": "true",
         "spark.driver.extraJavaOptions": "-Dlog4j2.level=warn",
         "spark.sql.execution.arrow.pyspark.enabled": "false",
+        # HotSpot does not JIT a method over 8,000 bytes of bytecode; above this limit Spark
+        # splits whole-stage codegen instead of running one huge method in the interpreter
+        "spark.sql.codegen.hugeMethodLimit": "8000",
         "spark.sql.warehouse.dir": str(settings.path(".spark-warehouse")),
     }
     if with_connectors:

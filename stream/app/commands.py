@@ -28,7 +28,7 @@ def score_batch_command(args: argparse.Namespace, s: Settings) -> int:
 
     spark = get_spark(s, "heartrisk-score-batch")
     try:
-        model = load_model(s.path(s.model_dir))
+        model = load_model(s.path(s.model_dir), engine=s.engine)
         r = score_files(spark, s, model, Path(args.input), Path(args.output), args.format)
     finally:
         spark.stop()
@@ -113,6 +113,13 @@ def bench_command(args: argparse.Namespace, s: Settings) -> int:
 
         msg = f"the benchmark needs the dev extras ({exc.name} missing): run `make setup`"
         raise SetupError(msg) from exc
+    if args.plan:
+        from stream.bench.plan import run_plan_bench
+
+        events, reps = (20_000, 1) if args.quick else (200_000, 3)
+        path = run_plan_bench(s, events, reps, Path(args.results_dir))
+        print(f"results: {path} (+ .md beside it)")
+        return 0
     if args.formats:
         from stream.bench.formats import PIPELINES, QUICK_PIPELINES, run_formats_bench
 

@@ -79,7 +79,7 @@ def run_scorer(settings: Settings) -> int:
     model_dir = resolve_model_dir(settings.path(settings.model_dir))  # once: CURRENT may move later
     meta = load_metadata(model_dir)  # fail fast, before Spark starts
     spark = get_spark(settings, f"heartrisk-{settings.query_name}")
-    model = load_model(model_dir, meta)
+    model = load_model(model_dir, meta, settings.engine)
     stop = threading.Event()
 
     def on_signal(signum: int, _frame: FrameType | None) -> None:

@@ -162,7 +162,7 @@ class Bench:
         from stream.session import get_spark
 
         spark = get_spark(dataclasses.replace(self.s, spark_master="local[*]", spark_driver_memory="3g"), "bench")
-        model = load_model(self.s.path(self.s.model_dir))
+        model = load_model(self.s.path(self.s.model_dir), engine=self.s.engine)
         raw = (
             spark.read.format("kafka").options(**self.s.spark_kafka_options()).option("subscribe", topic)
             .option("startingOffsets", "earliest").option("endingOffsets", "latest").load()

@@ -19,11 +19,14 @@ from typing import TYPE_CHECKING, Any
 
 import jsonschema
 
+from stream.config import Engine
 from stream.contract.schema import clinical_fields, load_json
 from stream.errors import ModelError
 
 if TYPE_CHECKING:
     from pyspark.ml import PipelineModel
+
+    from stream.model.compiled import LinearPlan
 
 logger = logging.getLogger(__name__)
 
@@ -125,6 +128,7 @@ class LoadedModel:
     pipeline: PipelineModel
     meta: dict[str, Any]
     path: Path
+    plan: LinearPlan | None = None  # the compiled engine; None runs PipelineModel.transform
 
     @property
     def version(self) -> str:
@@ -147,7 +151,7 @@ def risk_level(probability: float, medium: float, high: float) -> str:
     return "Low"
 
 
-def load_model(path: Path, meta: dict[str, Any] | None = None) -> LoadedModel:
+def load_model(path: Path, meta: dict[str, Any] | None = None, engine: Engine = "compiled") -> LoadedModel:
     """Load a model directory (or its parent with a CURRENT pointer).
 
     Needs an active SparkSession. The directory is resolved once: pass the
@@ -155,9 +159,12 @@ def load_model(path: Path, meta: dict[str, Any] | None = None) -> LoadedModel:
     so the files are not hashed twice and a ``CURRENT`` pointer that moves in
     between cannot pair one version's metadata with another's pipeline.
 
+    With ``engine="compiled"`` (the default) the fitted pipeline is also
+    compiled into column arithmetic (``stream.model.compiled``).
+
     Raises:
-        ModelError: see ``load_metadata``; ``meta`` is another version's; or
-            Spark cannot read the pipeline.
+        ModelError: see ``load_metadata``; ``meta`` is another version's;
+            Spark cannot read the pipeline; or the compiled engine cannot run a stage.
     """
     from pyspark.ml import PipelineModel
 
@@ -174,5 +181,10 @@ def load_model(path: Path, meta: dict[str, Any] | None = None) -> LoadedModel:
     except Exception as exc:  # Spark raises Py4J/Analysis errors of many kinds
         msg = f"Spark cannot load the pipeline in {model_dir / PIPELINE_DIR}: {str(exc).splitlines()[0]}"
         raise ModelError(msg) from exc
-    logger.info('event="model loaded" version="%s" path="%s"', meta["version"], model_dir)
-    return LoadedModel(pipeline, meta, model_dir)
+    plan = None
+    if engine == "compiled":
+        from stream.model.compiled import compile_pipeline
+
+        plan = compile_pipeline(pipeline)
+    logger.info('event="model loaded" version="%s" path="%s" engine="%s"', meta["version"], model_dir, engine)
+    return LoadedModel(pipeline, meta, model_dir, plan)

@@ -1,24 +1,25 @@
 """Score: apply the risk model to validated events, all inside the JVM.
 
-Rejected rows still flow through ``PipelineModel.transform`` (one pass, one sink,
-no union), but with their features replaced by safe constants so the model never
-sees a bad value; their score is discarded by the encoder. For each valid event
-this adds ``probability``, ``prediction``, ``risk_level``, ``contributions``
-(top 3 fields by |coefficient x standardized value|, computed from the
-coefficients in model.json) and ``imputed_fields``.
+Two engines give the same columns. ``compiled`` (the default) evaluates the
+fitted pipeline as plain column arithmetic (``stream.model.compiled``): no
+vectors, no UDF, no lambdas, and only for valid rows. ``pipeline`` runs
+``PipelineModel.transform``, with rejected rows' features replaced by safe
+constants so the model never sees a bad value. For each valid event both add
+``probability_disease``, ``risk_prediction``, ``risk_level``, ``contributions``
+(the top 3 fields by |coefficient x standardized value|, largest first, ties
+in field order) and ``imputed_fields``; rejected rows get nulls.
 """
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from typing import Any
 
-from pyspark.ml.functions import vector_to_array
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
 from stream.contract.schema import FieldSpec, clinical_fields
 from stream.model.artifact import LoadedModel
+from stream.model.compiled import LinearPlan
 from stream.pipeline.columns import (
     CONTRIBUTIONS,
     ERROR_CODE,
@@ -34,6 +35,59 @@ from stream.pipeline.columns import (
 
 TOP_CONTRIBUTIONS = 3
 _SCALED = "_scaled"
+_PREDICTION = "_prediction"
+
+
+def _event(name: str) -> Column:
+    return F.col(f"{EVENT}.`{name}`")
+
+
+def top_contributions(per_field: dict[str, Column]) -> Column:
+    """The top fields as (field, value, contribution), by |rounded contribution| then field order; no lambda.
+
+    ``sort_array`` orders structs field by field, so a struct that starts with
+    ``-|contribution|`` and the field's position sorts largest first, ties in field order.
+    """
+    items = []
+    for position, f in enumerate(clinical_fields()):
+        contribution = F.round(per_field.get(f.name, F.lit(0.0)), 6)
+        items.append(
+            F.struct(
+                (-F.abs(contribution)).alias("key"),
+                F.lit(position).alias("position"),
+                F.lit(f.name).alias("field"),
+                _event(f.name).cast("string").alias("value"),
+                contribution.alias("contribution"),
+            )
+        )
+    ordered = F.sort_array(F.array(*items))
+    return F.array(
+        *[
+            F.struct(
+                ordered[i]["field"].alias("field"),
+                ordered[i]["value"].alias("value"),
+                ordered[i]["contribution"].alias("contribution"),
+            )
+            for i in range(TOP_CONTRIBUTIONS)
+        ]
+    )
+
+
+def imputed_fields_column() -> Column:
+    """Names of the nullable fields that were null and so imputed by the model."""
+    names = [F.when(_event(f.name).isNull(), F.lit(f.name)) for f in clinical_fields() if f.nullable]
+    return F.array_compact(F.array(*names)) if names else F.array().cast("array<string>")
+
+
+def _compiled(df: DataFrame, plan: LinearPlan) -> tuple[DataFrame, dict[str, Column]]:
+    terms = plan.terms(_event)
+    per_field: dict[str, Column] = {}
+    for slot, term in terms:
+        per_field[slot.field] = per_field[slot.field] + term if slot.field in per_field else term
+    p = plan.probability(terms)
+    valid = F.col(ERROR_CODE).isNull()
+    df = df.withColumn(PROBABILITY, F.when(valid, p))
+    return df.withColumn(_PREDICTION, plan.prediction(F.col(PROBABILITY))), per_field
 
 
 def _safe_default(f: FieldSpec, meta: dict[str, Any]) -> Any:
@@ -43,68 +97,40 @@ def _safe_default(f: FieldSpec, meta: dict[str, Any]) -> Any:
     return f.values[0]
 
 
-def feature_columns(meta: dict[str, Any]) -> dict[str, Column]:
-    """Model inputs: the event's values for valid rows, safe constants for rejected ones."""
+def _transformed(df: DataFrame, model: LoadedModel) -> tuple[DataFrame, dict[str, Column]]:
+    from pyspark.ml.functions import vector_to_array
+
     valid = F.col(ERROR_CODE).isNull()
-    return {
-        f.name: F.when(valid, F.col(f"{EVENT}.`{f.name}`")).otherwise(
-            F.lit(_safe_default(f, meta)).cast(f.spark_type)
-        )
+    safe = {
+        f.name: F.when(valid, _event(f.name)).otherwise(F.lit(_safe_default(f, model.meta)).cast(f.spark_type))
         for f in clinical_fields()
     }
-
-
-def contribution_columns(meta: dict[str, Any], scaled: Column) -> Column:
-    """Array of (field, value, contribution) for the top fields, largest |contribution| first.
-
-    A field's contribution sums coefficient x standardized value over its
-    expanded features (one for a number, one per category for a category);
-    ``scaled`` is the pipeline's own standardized vector.
-    """
-    per_field: OrderedDict[str, Column] = OrderedDict()
-    for i, feat in enumerate(meta["model"]["features"]):
+    df = model.pipeline.transform(df.withColumns(safe))
+    df = df.withColumns(
+        {
+            PROBABILITY: F.when(valid, vector_to_array(F.col("probability"))[1]),
+            _SCALED: vector_to_array(F.col("features")),
+            _PREDICTION: F.col("prediction"),
+        }
+    )
+    per_field: dict[str, Column] = {}
+    for i, feat in enumerate(model.meta["model"]["features"]):
         coef = float(feat["coefficient"])
         if coef == 0.0 or float(feat["std"]) == 0.0:
             continue
-        term = scaled[i] * F.lit(coef)
+        term = F.col(_SCALED)[i] * F.lit(coef)
         per_field[feat["field"]] = per_field[feat["field"]] + term if feat["field"] in per_field else term
-    items = [
-        F.struct(
-            F.lit(f.name).alias("field"),
-            F.col(f"{EVENT}.`{f.name}`").cast("string").alias("value"),
-            F.round(per_field.get(f.name, F.lit(0.0)), 6).alias("contribution"),
-        )
-        for f in clinical_fields()
-    ]
-    ordered = F.array_sort(
-        F.array(*items),
-        lambda a, b: F.when(F.abs(a["contribution"]) > F.abs(b["contribution"]), -1)
-        .when(F.abs(a["contribution"]) < F.abs(b["contribution"]), 1)
-        .otherwise(0),
-    )
-    return F.slice(ordered, 1, TOP_CONTRIBUTIONS)
-
-
-def imputed_fields_column() -> Column:
-    """Names of the nullable fields that were null and so imputed by the model."""
-    names = [
-        F.when(F.col(f"{EVENT}.`{f.name}`").isNull(), F.lit(f.name))
-        for f in clinical_fields()
-        if f.nullable
-    ]
-    return F.filter(F.array(*names), lambda x: x.isNotNull()) if names else F.array().cast("array<string>")
+    return df, per_field
 
 
 def score_events(df: DataFrame, model: LoadedModel) -> DataFrame:
-    """Run the pipeline and add the prediction columns (null for rejected rows)."""
-    meta = model.meta
+    """Add the prediction columns (null for rejected rows), with the model's engine."""
     medium, high = model.thresholds
-    scored = model.pipeline.transform(df.withColumns(feature_columns(meta)))
+    if model.plan is not None:
+        scored, per_field = _compiled(df, model.plan)
+    else:
+        scored, per_field = _transformed(df, model)
     valid = F.col(ERROR_CODE).isNull()
-    p = vector_to_array(F.col("probability"))[1]
-    scored = scored.withColumns(
-        {PROBABILITY: F.when(valid, p), _SCALED: vector_to_array(F.col("features"))}
-    )
     failed = valid & (F.col(PROBABILITY).isNull() | F.isnan(F.col(PROBABILITY)))
     scored = scored.withColumns(
         {
@@ -116,13 +142,13 @@ def score_events(df: DataFrame, model: LoadedModel) -> DataFrame:
         }
     )
     ok = F.col(ERROR_CODE).isNull()
+    p = F.col(PROBABILITY)
     return scored.withColumns(
         {
-            RISK_PREDICTION: F.when(ok, F.col("prediction").cast("int")),
-            RISK_LEVEL: F.when(ok & (F.col(PROBABILITY) >= high), F.lit("High"))
-            .when(ok & (F.col(PROBABILITY) >= medium), F.lit("Medium"))
+            RISK_PREDICTION: F.when(ok, F.col(_PREDICTION).cast("int")),
+            RISK_LEVEL: F.when(ok & (p >= high), F.lit("High")).when(ok & (p >= medium), F.lit("Medium"))
             .when(ok, F.lit("Low")),
-            CONTRIBUTIONS: F.when(ok, contribution_columns(meta, F.col(_SCALED))),
+            CONTRIBUTIONS: F.when(ok, top_contributions(per_field)),
             IMPUTED_FIELDS: F.when(ok, imputed_fields_column()),
             MODEL_VERSION: F.lit(model.version),
         }

@@ -36,21 +36,30 @@ from stream.pipeline.columns import (
 TOP_CONTRIBUTIONS = 3
 _SCALED = "_scaled"
 _PREDICTION = "_prediction"
+_SORTED = "_sorted"
 
 
 def _event(name: str) -> Column:
     return F.col(f"{EVENT}.`{name}`")
 
 
-def top_contributions(per_field: dict[str, Column]) -> Column:
-    """The top fields as (field, value, contribution), by |rounded contribution| then field order; no lambda.
+def _contribution_column(field: str) -> str:
+    return f"_c_{field}"
 
-    ``sort_array`` orders structs field by field, so a struct that starts with
-    ``-|contribution|`` and the field's position sorts largest first, ties in field order.
+
+def with_top_contributions(df: DataFrame, ok: Column) -> DataFrame:
+    """Add ``contributions``: the top fields as (field, value, contribution), largest |contribution| first.
+
+    Reads the per-field sums in ``_c_<field>`` (absent: 0). ``sort_array`` orders
+    structs field by field, so a struct that starts with ``-|contribution|`` and
+    the field's position sorts largest first, ties in field order; no lambda.
+    The sorted array is its own projection, so the plan holds it once.
     """
     items = []
+    present = set(df.columns)
     for position, f in enumerate(clinical_fields()):
-        contribution = F.round(per_field.get(f.name, F.lit(0.0)), 6)
+        name = _contribution_column(f.name)
+        contribution = F.round(F.col(name), 6) if name in present else F.lit(0.0)
         items.append(
             F.struct(
                 (-F.abs(contribution)).alias("key"),
@@ -60,8 +69,9 @@ def top_contributions(per_field: dict[str, Column]) -> Column:
                 contribution.alias("contribution"),
             )
         )
-    ordered = F.sort_array(F.array(*items))
-    return F.array(
+    df = df.withColumn(_SORTED, F.when(ok, F.sort_array(F.array(*items))))
+    ordered = F.col(_SORTED)
+    top = F.array(
         *[
             F.struct(
                 ordered[i]["field"].alias("field"),
@@ -71,6 +81,7 @@ def top_contributions(per_field: dict[str, Column]) -> Column:
             for i in range(TOP_CONTRIBUTIONS)
         ]
     )
+    return df.withColumn(CONTRIBUTIONS, F.when(ok, top))
 
 
 def imputed_fields_column() -> Column:
@@ -79,15 +90,23 @@ def imputed_fields_column() -> Column:
     return F.array_compact(F.array(*names)) if names else F.array().cast("array<string>")
 
 
-def _compiled(df: DataFrame, plan: LinearPlan) -> tuple[DataFrame, dict[str, Column]]:
+def _compiled(df: DataFrame, plan: LinearPlan) -> DataFrame:
+    """Probability, prediction and per-field contribution sums, in three small projections."""
     terms = plan.terms(_event)
-    per_field: dict[str, Column] = {}
-    for slot, term in terms:
-        per_field[slot.field] = per_field[slot.field] + term if slot.field in per_field else term
-    p = plan.probability(terms)
-    valid = F.col(ERROR_CODE).isNull()
-    df = df.withColumn(PROBABILITY, F.when(valid, p))
-    return df.withColumn(_PREDICTION, plan.prediction(F.col(PROBABILITY))), per_field
+    names = [f"_t{i}" for i in range(len(terms))]
+    df = df.withColumns({n: term for n, (_, term) in zip(names, terms, strict=True)})
+    columns = [(slot, F.col(n)) for n, (slot, _) in zip(names, terms, strict=True)]
+    probability = F.when(F.col(ERROR_CODE).isNull(), plan.probability(columns))
+    df = df.withColumns({PROBABILITY: probability, **_per_field([(s.field, c) for s, c in columns])})
+    return df.withColumn(_PREDICTION, plan.prediction(F.col(PROBABILITY))).drop(*names)
+
+
+def _per_field(terms: list[tuple[str, Column]]) -> dict[str, Column]:
+    """``_c_<field>``: the sum of each field's terms, in slot order."""
+    sums: dict[str, Column] = {}
+    for field, term in terms:
+        sums[field] = sums[field] + term if field in sums else term
+    return {_contribution_column(f): c for f, c in sums.items()}
 
 
 def _safe_default(f: FieldSpec, meta: dict[str, Any]) -> Any:
@@ -97,7 +116,7 @@ def _safe_default(f: FieldSpec, meta: dict[str, Any]) -> Any:
     return f.values[0]
 
 
-def _transformed(df: DataFrame, model: LoadedModel) -> tuple[DataFrame, dict[str, Column]]:
+def _transformed(df: DataFrame, model: LoadedModel) -> DataFrame:
     from pyspark.ml.functions import vector_to_array
 
     valid = F.col(ERROR_CODE).isNull()
@@ -113,23 +132,18 @@ def _transformed(df: DataFrame, model: LoadedModel) -> tuple[DataFrame, dict[str
             _PREDICTION: F.col("prediction"),
         }
     )
-    per_field: dict[str, Column] = {}
+    terms = []
     for i, feat in enumerate(model.meta["model"]["features"]):
         coef = float(feat["coefficient"])
-        if coef == 0.0 or float(feat["std"]) == 0.0:
-            continue
-        term = F.col(_SCALED)[i] * F.lit(coef)
-        per_field[feat["field"]] = per_field[feat["field"]] + term if feat["field"] in per_field else term
-    return df, per_field
+        if coef != 0.0 and float(feat["std"]) != 0.0:
+            terms.append((str(feat["field"]), F.col(_SCALED)[i] * F.lit(coef)))
+    return df.withColumns(_per_field(terms))
 
 
 def score_events(df: DataFrame, model: LoadedModel) -> DataFrame:
     """Add the prediction columns (null for rejected rows), with the model's engine."""
     medium, high = model.thresholds
-    if model.plan is not None:
-        scored, per_field = _compiled(df, model.plan)
-    else:
-        scored, per_field = _transformed(df, model)
+    scored = _compiled(df, model.plan) if model.plan is not None else _transformed(df, model)
     valid = F.col(ERROR_CODE).isNull()
     failed = valid & (F.col(PROBABILITY).isNull() | F.isnan(F.col(PROBABILITY)))
     scored = scored.withColumns(
@@ -143,13 +157,15 @@ def score_events(df: DataFrame, model: LoadedModel) -> DataFrame:
     )
     ok = F.col(ERROR_CODE).isNull()
     p = F.col(PROBABILITY)
-    return scored.withColumns(
+    scored = scored.withColumns(
         {
             RISK_PREDICTION: F.when(ok, F.col(_PREDICTION).cast("int")),
             RISK_LEVEL: F.when(ok & (p >= high), F.lit("High")).when(ok & (p >= medium), F.lit("Medium"))
             .when(ok, F.lit("Low")),
-            CONTRIBUTIONS: F.when(ok, top_contributions(per_field)),
             IMPUTED_FIELDS: F.when(ok, imputed_fields_column()),
             MODEL_VERSION: F.lit(model.version),
         }
     )
+    scored = with_top_contributions(scored, ok)
+    helpers = [c for c in scored.columns if c.startswith("_c_")] + [_SORTED, _PREDICTION]
+    return scored.drop(*helpers)

@@ -29,7 +29,8 @@ Option = tuple[tuple[str, ...], dict[str, Any]]
 LOCAL_BROKER = ("local_broker", "topics", "jvm_dir")
 LOCAL_REGISTRY = ("local_registry", "jvm_dir")
 SPARK = ("spark", "jvm_dir", "log_level")
-STREAM = ("query_name", "checkpoint_dir", "trigger", "max_offsets_per_trigger", "starting_offsets", "engine")
+STREAM = ("query_name", "checkpoint_dir", "trigger", "max_offsets_per_trigger", "starting_offsets", "engine",
+          "progress_tracking", "warm_up")
 
 
 class _Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):

@@ -27,6 +27,8 @@ OutputFormat = Literal["json", "avro"]
 RegistryUnavailablePolicy = Literal["pause", "dead-letter"]
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR"]
 Engine = Literal["compiled", "pipeline"]
+ProgressTracking = Literal["async", "sync"]
+OnOff = Literal["on", "off"]
 SECRET_HINTS = ("password", "secret", "jaas", "token", "credential", "key.password")
 REDACTED = "***"
 PROGRESS_FILE = "heartrisk-progress.json"
@@ -109,6 +111,16 @@ class Settings:
         "scorer",
     )
     max_offsets_per_trigger: int = setting(200_000, "cap on events read per micro-batch", "scorer", positive_int)
+    warm_up: OnOff = setting(
+        "on", "run the plan once on synthetic events before the stream starts (JSON input): on | off",
+        "scorer", choice(*get_args(OnOff)), metavar="on|off",
+    )
+    progress_tracking: ProgressTracking = setting(
+        "async",
+        "how the Kafka sink records progress: async (checkpoint writes off each batch's critical path; after a "
+        "crash, batches not yet logged are written again) | sync (two checkpoint writes in every batch)",
+        "scorer", choice(*get_args(ProgressTracking)), metavar="async|sync",
+    )
     starting_offsets: str = setting(
         "earliest", "where a new query starts: earliest | latest | JSON", "scorer"
     )

@@ -102,6 +102,68 @@ def check_real_time(spark: SparkSession, settings: Settings) -> None:
         raise ConfigError(msg)
 
 
+WARM_UP_EVENTS = 2_000
+
+
+def warm_up(spark: SparkSession, settings: Settings, model: LoadedModel) -> float:
+    """Run the scoring plan before the stream starts, so its first real events skip the cold JVM.
+
+    Two runs into the noop sink: synthetic patients (and a few bad events) held
+    in memory, which makes the JIT compile the hot paths; then an empty batch
+    read of the input topic, which leaves the stream's own generated code in
+    Spark's codegen cache. Returns the seconds spent.
+    """
+    import time
+    from datetime import datetime, timezone
+
+    from stream.app.produce import MIXED_KINDS, SyntheticPatients, bad_event, event_json
+    from stream.pipeline.columns import RAW_COLUMNS
+
+    t0 = time.perf_counter()
+    draw = SyntheticPatients(model.meta["training_distribution"], seed=1)
+    now = datetime.now(timezone.utc)
+    rows: list[tuple[bytes | None, bytes | None]] = [
+        (b"warm-up", json.dumps(event_json(draw.draw(), "warm-up")).encode()) for _ in range(WARM_UP_EVENTS)
+    ]
+    rows += [(e.key, e.value) for e in (bad_event(k, i) for i, k in enumerate(MIXED_KINDS))]
+    held = spark.createDataFrame(
+        [(k, v, "warm-up", 0, i, now) for i, (k, v) in enumerate(rows)],
+        "key binary, value binary, topic string, partition int, offset long, timestamp timestamp",
+    )
+    build_output(held, model, settings).write.format("noop").mode("overwrite").save()
+    try:
+        at_end = json.dumps({settings.input_topic: _end_offsets(settings)})
+        empty = (
+            spark.read.format("kafka").options(**settings.spark_kafka_options())
+            .option("subscribe", settings.input_topic)
+            .option("startingOffsets", at_end).option("endingOffsets", at_end).load()
+            .select(*RAW_COLUMNS)
+        )
+        build_output(empty, model, settings).write.format("noop").mode("overwrite").save()
+    except Exception as exc:  # an optimisation only: never keep the scorer from starting
+        logger.warning('event="warm-up on the input topic skipped" reason="%s"', str(exc).splitlines()[0][:300])
+    seconds = time.perf_counter() - t0
+    logger.info('event="warm-up done" seconds=%.2f events=%d', seconds, len(rows))
+    return seconds
+
+
+def _end_offsets(settings: Settings) -> dict[str, int]:
+    """The input topic's end offset per partition, as Spark's offsets JSON wants them."""
+    from confluent_kafka import Consumer, TopicPartition
+    from confluent_kafka.admin import AdminClient
+
+    md = AdminClient(settings.kafka_client_config()).list_topics(settings.input_topic, timeout=10)
+    consumer = Consumer(settings.kafka_client_config(**{"group.id": "heartrisk-warm-up", "log_level": 0}))
+    try:
+        ends = {}
+        for partition in sorted(md.topics[settings.input_topic].partitions):
+            _, high = consumer.get_watermark_offsets(TopicPartition(settings.input_topic, partition), timeout=10)
+            ends[str(partition)] = int(high)
+        return ends
+    finally:
+        consumer.close()
+
+
 def start_scorer(
     spark: SparkSession, settings: Settings, model: LoadedModel, stop: threading.Event | None = None
 ) -> StreamingQuery:

@@ -35,8 +35,7 @@ from typing import Any
 import fastavro
 
 from stream.bench.events import EventFactory, preload
-from stream.bench.measure import Scorer, read_output, wait_for_total
-from stream.bench.run import machine_info, say
+from stream.bench.measure import Scorer, machine_info, read_output, say, wait_for_total
 from stream.config import Settings
 from stream.contract.avro import event_schema_versions, frame, load_avsc, prediction_schema
 from stream.contract.registry import SchemaRegistry, subject_for

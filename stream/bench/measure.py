@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import platform
 import signal
 import statistics
 import subprocess
@@ -184,6 +185,8 @@ class Scorer:
 
     def __init__(self, env: dict[str, str], log: Path) -> None:
         self.log = log
+        self.launched_ms = time.time() * 1000
+        self.stop_seconds: float | None = None
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "stream.cli", "score"],
             env={**os.environ, **env},
@@ -206,14 +209,16 @@ class Scorer:
         raise RuntimeError(msg)
 
     def stop(self) -> int:
-        """Graceful stop."""
+        """Graceful stop; ``stop_seconds`` is how long it took from SIGTERM to exit."""
         if self.proc.poll() is None:
+            t0 = time.monotonic()
             self.proc.send_signal(signal.SIGTERM)
             try:
                 self.proc.wait(120)
             except subprocess.TimeoutExpired:
                 os.killpg(self.proc.pid, signal.SIGKILL)
                 self.proc.wait()
+            self.stop_seconds = time.monotonic() - t0
         return self.proc.returncode
 
     def batches(self) -> list[dict[str, Any]]:
@@ -224,3 +229,30 @@ class Scorer:
                 fields = dict(kv.split("=", 1) for kv in line.split() if "=" in kv)
                 out.append({k: v.strip('"') for k, v in fields.items()})
         return out
+
+
+def machine_info() -> dict[str, Any]:
+    """What the numbers were measured on."""
+    return {
+        "hostname_hash": uuid.uuid5(uuid.NAMESPACE_DNS, platform.node()).hex[:8],
+        "cpus": psutil.cpu_count(),
+        "memory_gib": round(psutil.virtual_memory().total / 2**30, 1),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "cpu_model": _cpu_model(),
+    }
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def say(msg: str) -> None:
+    """Progress line."""
+    print(f"[bench {datetime.now().strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)

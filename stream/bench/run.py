@@ -10,10 +10,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import platform
 import shutil
 import statistics
-import sys
 import tempfile
 import time
 import uuid
@@ -25,7 +23,15 @@ import psutil
 
 from stream.bench.baselines import per_request, plain_python
 from stream.bench.events import EventFactory, paced, preload
-from stream.bench.measure import ResourceSampler, Scorer, percentiles, read_output, wait_for_total
+from stream.bench.measure import (
+    ResourceSampler,
+    Scorer,
+    machine_info,
+    percentiles,
+    read_output,
+    say,
+    wait_for_total,
+)
 from stream.config import Settings
 from stream.local.broker import LocalBroker
 from stream.local.topics import ensure_topics
@@ -49,18 +55,13 @@ class Plan:
     small_backlog: int
 
 
-FULL = Plan(1_000_000, 3, (1_000, 10_000, 50_000), (1_000, 5_000, 10_000, 50_000), 6.0, 10.0, 200, 200_000,
+FULL = Plan(1_000_000, 3, (1_000, 10_000, 50_000), (1_000, 5_000, 10_000, 50_000), 15.0, 10.0, 200, 200_000,
             (1, 2, 3), 100_000, (10_000, 50_000, 200_000), 100_000)
 # --quick: one scorer per scenario kind, tiny sizes; it checks the harness, its figures mean little.
 QUICK = Plan(10_000, 1, (1_000,), (1_000,), 2.0, 4.0, 5, 10_000, (1,), 5_000, (), 5_000)
 
 # The tuned defaults the throughput scenario runs with (see bench/README.md).
 THROUGHPUT_MAX_OFFSETS = 200_000
-
-
-def say(msg: str) -> None:
-    """Progress line."""
-    print(f"[bench {datetime.now().strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
 
 
 class Bench:
@@ -126,11 +127,12 @@ class Bench:
         return secs
 
     # ---- scenarios -------------------------------------------------------
-    def drain_throughput(self, name: str, n: int, partitions: int, max_offsets: int) -> dict[str, Any]:
+    def drain_throughput(self, name: str, n: int, partitions: int, max_offsets: int,
+                         master: str = "local[*]") -> dict[str, Any]:
         """Preload n events, start a scorer from earliest, measure first-to-last output throughput."""
         t = self.topics(name, partitions)
         secs = self.preload(t[0], n)
-        sc = self.scorer(t, name, "processing-time=0", max_offsets)
+        sc = self.scorer(t, name, "processing-time=0", max_offsets, master)
         ok = wait_for_total(self.s, t[1], n, timeout_s=max(120, n / 2000))
         scorer_res = self.stop_scorer(sc)
         batches = sc.batches()  # after the stop: the listener logs a batch only once its progress arrives
@@ -139,6 +141,8 @@ class Bench:
         durations = [float(b.get("rows_per_s", 0)) for b in batches]
         return {
             "events": n,
+            "spark_master": master,
+            "cold_start_seconds": round((out.first_ts_ms - sc.launched_ms) / 1000, 2),
             "partitions": partitions,
             "max_offsets_per_trigger": max_offsets,
             "preload_seconds": round(secs, 1),
@@ -148,6 +152,7 @@ class Bench:
             "events_per_second": round(out.throughput, 1),
             "batches": len(batches),
             "median_batch_rows_per_second": round(statistics.median(durations), 1) if durations else None,
+            "graceful_stop_seconds": round(sc.stop_seconds or 0.0, 2),
             "resources": resources,
             "_topics": t,
         }
@@ -155,10 +160,12 @@ class Bench:
     def ceiling(self, topic: str, n: int) -> dict[str, Any]:
         """The same plan on the same events held in memory, into the noop sink."""
         from pyspark import StorageLevel
+        from pyspark.sql import functions as F
 
         from stream.model.artifact import load_model
         from stream.pipeline.build import build_output
         from stream.pipeline.columns import RAW_COLUMNS
+        from stream.pipeline.decode import event_ddl
         from stream.session import get_spark
 
         spark = get_spark(dataclasses.replace(self.s, spark_master="local[*]", spark_driver_memory="3g"), "bench")
@@ -169,6 +176,12 @@ class Bench:
             .select(*RAW_COLUMNS).repartition(4).persist(StorageLevel.MEMORY_ONLY)
         )
         held = raw.count()
+        trivial_times = []
+        for _ in range(self.plan.ceiling_reps + 1):
+            t0 = time.perf_counter()
+            raw.select(F.to_json(F.from_json(F.col("value").cast("string"), event_ddl())).alias("v")).write.format(
+                "noop").mode("overwrite").save()
+            trivial_times.append(time.perf_counter() - t0)
         times = []
         for _ in range(self.plan.ceiling_reps + 1):  # the first run warms the JIT and is not counted
             t0 = time.perf_counter()
@@ -182,11 +195,23 @@ class Bench:
             "runs_seconds": [round(x, 2) for x in timed],
             "median_seconds": round(statistics.median(timed), 2),
             "events_per_second": round(held / statistics.median(timed), 1),
+            "trivial_plan_events_per_second": round(held / statistics.median(trivial_times[1:]), 1),
         }
+
+    def graceful_stop_under_load(self, n: int) -> dict[str, Any]:
+        """SIGTERM while a backlog drains (no gap between batches): seconds until the process exits."""
+        t = self.topics("stop", 3)
+        self.preload(t[0], n)
+        sc = self.scorer(t, "stop", "processing-time=0", THROUGHPUT_MAX_OFFSETS)
+        wait_for_total(self.s, t[1], n // 10, timeout_s=300)
+        self.stop_scorer(sc)
+        out = read_output(self.s, t[1], n)
+        return {"backlog": n, "predictions_before_stop": out.count, "exit_code": sc.proc.returncode,
+                "stop_seconds": round(sc.stop_seconds or 0.0, 2)}
 
     def latency(self, mode: str, rates: tuple[int, ...]) -> list[dict[str, Any]]:
         """Fixed-rate input; latency = output Kafka timestamp - input Kafka timestamp, warm-up excluded."""
-        trigger = "processing-time=0" if mode == "micro-batch" else "real-time=5s"
+        trigger = "processing-time=0" if mode == "micro-batch" else "real-time"
         master = "local[*]" if mode == "micro-batch" else "local[4]"
         t = self.topics(f"lat-{mode}", 3)
         sc = self.scorer(t, f"lat-{mode}", trigger, 50_000, master)
@@ -245,28 +270,6 @@ class Bench:
         }
 
 
-def machine_info() -> dict[str, Any]:
-    """What the numbers were measured on."""
-    return {
-        "hostname_hash": uuid.uuid5(uuid.NAMESPACE_DNS, platform.node()).hex[:8],
-        "cpus": psutil.cpu_count(),
-        "memory_gib": round(psutil.virtual_memory().total / 2**30, 1),
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-        "cpu_model": _cpu_model(),
-    }
-
-
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
-
 def run_bench(settings: Settings, quick: bool, results_dir: Path) -> Path:
     """Run every scenario and write the results; return the JSON path."""
     from stream.bench.report import write_reports
@@ -306,17 +309,19 @@ def run_bench(settings: Settings, quick: bool, results_dir: Path) -> Path:
             "real-time", plan.rates_real_time
         )
 
-        res["scaling"] = {"partitions": [], "max_offsets_per_trigger": [], "backlog": []}
-        for p in plan.partitions:
-            say(f"scaling: {p} input partition(s), {plan.scale_events} events")
-            r = b.drain_throughput(f"parts{p}", plan.scale_events, p, THROUGHPUT_MAX_OFFSETS)
+        say("graceful stop under load")
+        res["graceful_stop"] = b.graceful_stop_under_load(plan.scale_events * 3)
+
+        res["scaling"] = {"partitions": [], "max_offsets_per_trigger": [], "backlog": [], "cores": []}
+        masters = () if quick else ("local[1]", "local[2]")
+        runs = [("cores", f"cores{m[6]}", 3, THROUGHPUT_MAX_OFFSETS, m) for m in masters]
+        runs += [("partitions", f"parts{p}", p, THROUGHPUT_MAX_OFFSETS, "local[*]") for p in plan.partitions]
+        runs += [("max_offsets_per_trigger", f"mopt{m}", 3, m, "local[*]") for m in plan.max_offsets]
+        for key, name, partitions, max_offsets, master in runs:
+            say(f"scaling: {name}, {plan.scale_events} events")
+            r = b.drain_throughput(name, plan.scale_events, partitions, max_offsets, master)
             r.pop("_topics")
-            res["scaling"]["partitions"].append(r)
-        for m in plan.max_offsets:
-            say(f"scaling: maxOffsetsPerTrigger {m}")
-            r = b.drain_throughput(f"mopt{m}", plan.scale_events, 3, m)
-            r.pop("_topics")
-            res["scaling"]["max_offsets_per_trigger"].append(r)
+            res["scaling"][key].append(r)
         say(f"scaling: backlog of {plan.small_backlog} against {plan.throughput_events}")
         reuse = [r for r in res["scaling"]["partitions"] if r["partitions"] == 3 and r["events"] == plan.small_backlog]
         if reuse or (quick and res["scaling"]["partitions"]):

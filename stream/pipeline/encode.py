@@ -87,9 +87,15 @@ def dead_letter_value() -> Column:
     )
 
 
+# The JVM's clock, read per row. Not current_timestamp(): a streaming query turns that into the
+# micro-batch's timestamp as a constant inlined in the generated code, so every micro-batch
+# compiled its stages again (2 compiles, ~0.13 s, per batch, measured).
+_JVM_NOW_MS = "cast(reflect('java.lang.System', 'currentTimeMillis') as bigint)"
+
+
 def stamp_scored_at(df: DataFrame) -> DataFrame:
-    """Add ``scored_at``, the time the micro-batch was scored."""
-    return df.withColumn(SCORED_AT, F.current_timestamp())
+    """Add ``scored_at``: when the row was scored (the JVM clock, milliseconds)."""
+    return df.withColumn(SCORED_AT, F.timestamp_millis(F.expr(_JVM_NOW_MS)))
 
 
 def encode_output(df: DataFrame, settings: Settings, prediction_schema_id: int | None = None) -> DataFrame:

@@ -7,7 +7,7 @@ vectors, no UDF, no lambdas, and only for valid rows. ``pipeline`` runs
 constants so the model never sees a bad value. For each valid event both add
 ``probability_disease``, ``risk_prediction``, ``risk_level``, ``contributions``
 (the top 3 fields by |coefficient x standardized value|, largest first, ties
-in field order) and ``imputed_fields``; rejected rows get nulls.
+in field order, rounded to 6 decimals) and ``imputed_fields``; rejected rows get nulls.
 """
 
 from __future__ import annotations
@@ -51,37 +51,33 @@ def with_top_contributions(df: DataFrame, ok: Column) -> DataFrame:
     """Add ``contributions``: the top fields as (field, value, contribution), largest |contribution| first.
 
     Reads the per-field sums in ``_c_<field>`` (absent: 0). ``sort_array`` orders
-    structs field by field, so a struct that starts with ``-|contribution|`` and
-    the field's position sorts largest first, ties in field order; no lambda.
-    The sorted array is its own projection, so the plan holds it once.
+    structs field by field, so a (-|contribution|, position) struct sorts largest
+    first, ties in field order; no lambda. Only the chosen fields' values are
+    rendered as text and rounded (to 6 decimals), and the sorted array is a
+    projection of its own, so the plan holds it once.
     """
-    items = []
+    fields = clinical_fields()
     present = set(df.columns)
-    for position, f in enumerate(clinical_fields()):
-        name = _contribution_column(f.name)
-        contribution = F.round(F.col(name), 6) if name in present else F.lit(0.0)
-        items.append(
+    sums = [F.col(_contribution_column(f.name)) if _contribution_column(f.name) in present else F.lit(0.0)
+            for f in fields]
+    keys = [F.struct((-F.abs(c)).alias("key"), F.lit(i).alias("position"), c.alias("contribution"))
+            for i, c in enumerate(sums)]
+    df = df.withColumn(_SORTED, F.when(ok, F.sort_array(F.array(*keys))))
+    names = F.array(*[F.lit(f.name) for f in fields])
+    top = []
+    for i in range(TOP_CONTRIBUTIONS):
+        position = F.col(_SORTED)[i]["position"]
+        value = F.when(F.lit(False), F.lit(None).cast("string"))
+        for j, f in enumerate(fields):
+            value = value.when(position == j, _event(f.name).cast("string"))
+        top.append(
             F.struct(
-                (-F.abs(contribution)).alias("key"),
-                F.lit(position).alias("position"),
-                F.lit(f.name).alias("field"),
-                _event(f.name).cast("string").alias("value"),
-                contribution.alias("contribution"),
+                F.element_at(names, position + 1).alias("field"),
+                value.alias("value"),
+                F.round(F.col(_SORTED)[i]["contribution"], 6).alias("contribution"),
             )
         )
-    df = df.withColumn(_SORTED, F.when(ok, F.sort_array(F.array(*items))))
-    ordered = F.col(_SORTED)
-    top = F.array(
-        *[
-            F.struct(
-                ordered[i]["field"].alias("field"),
-                ordered[i]["value"].alias("value"),
-                ordered[i]["contribution"].alias("contribution"),
-            )
-            for i in range(TOP_CONTRIBUTIONS)
-        ]
-    )
-    return df.withColumn(CONTRIBUTIONS, F.when(ok, top))
+    return df.withColumn(CONTRIBUTIONS, F.when(ok, F.array(*top)))
 
 
 def imputed_fields_column() -> Column:

@@ -26,6 +26,7 @@ from stream.pipeline.columns import (
     STAGE,
 )
 
+_VERDICT = "_verdict"
 _TYPE_WORD = {"integer": "an integer", "number": "a number", "category": "a string"}
 
 
@@ -91,7 +92,12 @@ def event_time_column() -> Column:
 
 
 def validate_events(df: DataFrame) -> DataFrame:
-    """Add the verdict columns and the envelope columns."""
+    """Add the verdict columns and the envelope columns.
+
+    The checks are evaluated once, into the position of the first that fails
+    (0 for a decode error); the code, detail and stage are read off that
+    position, so the plan holds each condition once.
+    """
     df = df.withColumns(
         {
             EVENT_ID: F.coalesce(
@@ -102,33 +108,28 @@ def validate_events(df: DataFrame) -> DataFrame:
             EVENT_TS: event_time_column(),
         }
     )
-    code: Column = F.when(F.col(DECODE_ERROR).isNotNull(), F.col(DECODE_ERROR))
-    detail: Column = F.when(F.col(DECODE_ERROR).isNotNull(), F.col(DECODE_DETAIL))
-    for f in clinical_fields():
-        for cond, c, d in field_checks(f):
-            code = code.when(cond, F.lit(c))
-            detail = detail.when(cond, F.lit(d))
-    bad_time = F.col(f"{EVENT}.event_time").isNotNull() & F.col(EVENT_TS).isNull()
-    no_patient = F.col(PATIENT_ID).isNull()
-    code = code.when(no_patient, F.lit("NO_PATIENT_ID")).when(bad_time, F.lit("BAD_EVENT_TIME"))
-    detail = detail.when(no_patient, F.lit("neither a patient_id field nor a message key")).when(
-        bad_time, F.lit("event_time must be ISO-8601 or epoch milliseconds")
+    checks = [check for f in clinical_fields() for check in field_checks(f)]
+    checks.append((F.col(PATIENT_ID).isNull(), "NO_PATIENT_ID", "neither a patient_id field nor a message key"))
+    checks.append(
+        (
+            F.col(f"{EVENT}.event_time").isNotNull() & F.col(EVENT_TS).isNull(),
+            "BAD_EVENT_TIME",
+            "event_time must be ISO-8601 or epoch milliseconds",
+        )
     )
-    df = df.withColumn(ERROR_CODE, code)
+    verdict = F.when(F.col(DECODE_ERROR).isNotNull(), F.lit(0))
+    for position, (cond, _, _) in enumerate(checks, start=1):
+        verdict = verdict.when(cond, F.lit(position))
+    df = df.withColumn(_VERDICT, verdict)
+    v = F.col(_VERDICT)
+    codes = F.array(*[F.lit(c) for _, c, _ in checks])
+    details = F.array(*[F.lit(d) for _, _, d in checks])
+    generic = F.create_map(*[F.lit(x) for c in DECODE_CODES for x in (c, ERROR_CODES[c][1])])
     return df.withColumns(
         {
-            ERROR_DETAIL: F.when(
-                F.col(ERROR_CODE).isNotNull(), F.coalesce(detail, _decode_detail(F.col(ERROR_CODE)))
-            ),
-            STAGE: F.when(F.col(DECODE_ERROR).isNotNull(), F.lit("decode")).when(
-                F.col(ERROR_CODE).isNotNull(), F.lit("validate")
-            ),
+            ERROR_CODE: F.when(v == 0, F.col(DECODE_ERROR)).when(v > 0, F.element_at(codes, v)),
+            ERROR_DETAIL: F.when(v == 0, F.coalesce(F.col(DECODE_DETAIL), generic[F.col(DECODE_ERROR)]))
+            .when(v > 0, F.element_at(details, v)),
+            STAGE: F.when(v == 0, F.lit("decode")).when(v > 0, F.lit("validate")),
         }
-    )
-
-
-def _decode_detail(code: Column) -> Column:
-    out = F.when(F.lit(False), F.lit(None).cast("string"))
-    for c in DECODE_CODES:
-        out = out.when(code == c, F.lit(ERROR_CODES[c][1]))
-    return out
+    ).drop(_VERDICT)

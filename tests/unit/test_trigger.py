@@ -9,7 +9,7 @@ from stream.pipeline.trigger import is_real_time, parse_trigger
 
 
 def test_trigger_parsing():
-    assert parse_trigger("real-time") == {"realTime": "5 seconds"}
+    assert parse_trigger("real-time") == {"realTime": "5 minutes"}
     assert parse_trigger("real-time=10s") == {"realTime": "10 seconds"}
     with pytest.raises(ConfigError, match="at least 5s"):
         parse_trigger("real-time=2s")

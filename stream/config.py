@@ -112,7 +112,8 @@ class Settings:
     )
     max_offsets_per_trigger: int = setting(200_000, "cap on events read per micro-batch", "scorer", positive_int)
     warm_up: OnOff = setting(
-        "on", "run the plan once on synthetic events before the stream starts (JSON input): on | off",
+        "on",
+        "run the plan once on an empty read of the input topic before the stream starts (JSON input): on | off",
         "scorer", choice(*get_args(OnOff)), metavar="on|off",
     )
     progress_tracking: ProgressTracking = setting(

@@ -139,3 +139,13 @@ class Pushgateway:
                 if s.name == name and labels.items() <= s.labels.items():
                     return float(s.value)
         return None
+
+
+KAFKA_ROW_DDL = "key binary, value binary, topic string, partition int, offset long, timestamp timestamp"
+
+
+def kafka_rows(spark, messages, topic: str = "t", timestamp=None):
+    """A DataFrame shaped like the Kafka source: (key, value) pairs at offsets 0, 1, ... of partition 0."""
+    return spark.createDataFrame(
+        [(k, v, topic, 0, i, timestamp) for i, (k, v) in enumerate(messages)], KAFKA_ROW_DDL
+    )

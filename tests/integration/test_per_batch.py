@@ -14,7 +14,7 @@ from stream.contract.registry import SchemaRegistry, subject_for
 from stream.contract.writer_schemas import WriterSchemas
 from stream.monitor.observe import observed_columns
 from stream.pipeline.per_batch import BatchScorer, batch_schema_ids
-from tests.helpers import consume
+from tests.helpers import consume, kafka_rows
 
 EXAMPLE = {
     "event_id": None, "patient_id": "p-1", "event_time": None, "facility_id": None,
@@ -42,10 +42,7 @@ def test_one_batch_is_written_and_counted(spark, model, kafka_bootstrap, make_to
     messages = [frame(sid, _avro(v2, dict(body, event_id=f"a-{i}"))) for i in range(5)]
     messages += [json.dumps(dict(body, event_id=f"j-{i}")).encode() for i in range(3)]
     messages += [frame(sid, b"\x01"), b"{not json"]
-    rows = [(b"p-1", m, inp, 0, i, None) for i, m in enumerate(messages)]
-    batch = spark.createDataFrame(
-        rows, "key binary, value binary, topic string, partition int, offset long, timestamp timestamp"
-    )
+    batch = kafka_rows(spark, [(b"p-1", m) for m in messages], topic=inp)
     assert batch_schema_ids(batch) == [sid]
     counted: dict[int, dict] = {}
     writers = WriterSchemas(registry, json.loads(reader_schema()), "pause")

@@ -23,6 +23,7 @@ from stream.errors import ModelError
 from stream.model.compiled import compile_pipeline
 from stream.model.dataset import read_csv
 from stream.pipeline.build import build_scores
+from tests.helpers import kafka_rows
 
 TOLERANCE = 1e-12
 SYNTHETIC = 100_000
@@ -65,16 +66,9 @@ def _events(meta) -> list[tuple[bytes | None, bytes | None]]:
     return out
 
 
-def _raw(spark, messages):
-    data = [(k, v, "t", 0, i, TS) for i, (k, v) in enumerate(messages)]
-    return spark.createDataFrame(
-        data, "key binary, value binary, topic string, partition int, offset long, timestamp timestamp"
-    )
-
-
 def _compare(spark, model, messages):
     """(rows, rows differing in any compared column, max |p_compiled - p_pipeline|, valid rows)."""
-    raw = _raw(spark, messages).cache()
+    raw = kafka_rows(spark, messages, timestamp=TS).cache()
     pipeline = dataclasses.replace(model, plan=None)
     a = build_scores(raw, model).select("offset", "probability_disease", *COMPARED)
     b = build_scores(raw, pipeline).select("offset", "probability_disease", *COMPARED)

@@ -11,6 +11,7 @@ from stream.app.produce import BAD_EVENT_KINDS, bad_event
 from stream.contract.codes import ERROR_CODES, stage_of
 from stream.pipeline.decode import decode_events
 from stream.pipeline.validate import validate_events
+from tests.helpers import kafka_rows
 
 EXAMPLE = {
     "Age": 54, "Blood_Pressure": 130, "Cholesterol": 242, "Heart_Rate": 150, "Sex": "Male",
@@ -21,10 +22,7 @@ TS = datetime(2026, 1, 2, 3, 4, 5, tzinfo=timezone.utc)
 
 
 def _rows(spark, messages):
-    data = [(k, v, "t", 0, i, TS) for i, (k, v) in enumerate(messages)]
-    df = spark.createDataFrame(
-        data, "key binary, value binary, topic string, partition int, offset long, timestamp timestamp"
-    )
+    df = kafka_rows(spark, messages, timestamp=TS)
     return validate_events(decode_events(df)).orderBy("offset").collect()
 
 

@@ -16,6 +16,7 @@ from stream.contract.codes import ERROR_CODES, stage_of
 from stream.contract.schema import FieldSpec, clinical_fields
 from stream.pipeline.decode import decode_events
 from stream.pipeline.validate import validate_events
+from tests.helpers import kafka_rows
 
 TS = datetime(2026, 1, 2, tzinfo=timezone.utc)
 FIELDS = clinical_fields()
@@ -23,10 +24,7 @@ SLOW = settings(max_examples=8, deadline=None, suppress_health_check=[HealthChec
 
 
 def _verdicts(spark, messages: list[tuple[bytes | None, bytes | None]]):
-    data = [(k, v, "t", 0, i, TS) for i, (k, v) in enumerate(messages)]
-    df = spark.createDataFrame(
-        data, "key binary, value binary, topic string, partition int, offset long, timestamp timestamp"
-    )
+    df = kafka_rows(spark, messages, timestamp=TS)
     rows = validate_events(decode_events(df)).select("offset", "error_code", "stage", "error_detail").collect()
     return sorted(rows, key=lambda r: r.offset)
 

@@ -13,6 +13,7 @@ from stream.config import load_settings
 from stream.pipeline.build import build_scores
 from stream.pipeline.encode import encode_output
 from stream.pipeline.sink import kafka_sink_options
+from tests.helpers import kafka_rows
 
 EXAMPLE = {
     "Age": 54, "Blood_Pressure": 130.0, "Cholesterol": 242.0, "Heart_Rate": 150.0, "Sex": "Male",
@@ -24,10 +25,7 @@ SETTINGS = load_settings({"output_topic": "preds", "dlq_topic": "dlq"}, environ=
 
 
 def _raw(spark, messages):
-    data = [(k, v, "in", 0, i, TS) for i, (k, v) in enumerate(messages)]
-    return spark.createDataFrame(
-        data, "key binary, value binary, topic string, partition int, offset long, timestamp timestamp"
-    )
+    return kafka_rows(spark, messages, topic="in", timestamp=TS)
 
 
 def _scored(spark, model, bodies):

@@ -106,7 +106,7 @@ class Settings:
     )
     checkpoint_dir: str = setting("checkpoints", "parent of the checkpoint folders (any Hadoop path)", "scorer")
     trigger: str = setting(
-        "processing-time=1s",
+        "processing-time=250ms",
         "processing-time=<duration> | available-now | real-time[=<checkpoint interval>]",
         "scorer",
     )

@@ -2,12 +2,13 @@
 
 Two engines give the same columns. ``compiled`` (the default) evaluates the
 fitted pipeline as plain column arithmetic (``stream.model.compiled``): no
-vectors, no UDF, no lambdas, and only for valid rows. ``pipeline`` runs
+vectors, no UDF, no lambdas; its results are kept for valid rows only. ``pipeline`` runs
 ``PipelineModel.transform``, with rejected rows' features replaced by safe
 constants so the model never sees a bad value. For each valid event both add
 ``probability_disease``, ``risk_prediction``, ``risk_level``, ``contributions``
-(the top 3 fields by |coefficient x standardized value|, largest first, ties
-in field order, rounded to 6 decimals) and ``imputed_fields``; rejected rows get nulls.
+(the top 3 fields by |coefficient x standardized value|, largest first by the
+exact value, ties in field order, then rounded to 6 decimals) and
+``imputed_fields``; rejected rows get nulls.
 """
 
 from __future__ import annotations

@@ -61,3 +61,15 @@ def test_every_spec_has_env_and_help():
 def test_to_env_round_trips():
     s = load_settings({"input_topic": "x", "partitions": 7, "kafka_options": {"a": "1", "b": "2"}}, environ={})
     assert load_settings(environ=s.to_env()) == s
+
+
+def test_settings_are_declared_once_with_groups_and_closed_choices():
+    from stream.config import settings_in
+
+    assert settings_in("kafka") == ("bootstrap_servers", "kafka_options")
+    assert settings_in("topics", "model_dir") == ("input_topic", "output_topic", "dlq_topic", "partitions", "model_dir")
+    with pytest.raises(ConfigError, match="unknown settings or groups"):
+        settings_in("nope")
+    assert SPECS["engine"].default == "compiled" and SPECS["trigger"].default == "processing-time=250ms"
+    with pytest.raises(ConfigError, match="HEARTRISK_ENGINE='fast' is invalid: must be one of compiled | pipeline"):
+        load_settings(environ={"HEARTRISK_ENGINE": "fast"})

@@ -134,3 +134,14 @@ def test_sink_options_default_and_yield_to_the_users_kafka_options():
     mine = load_settings({"kafka_options": {"linger.ms": "50", "acks": "all"}}, environ={})
     opts = kafka_sink_options(mine)
     assert (opts["kafka.linger.ms"], opts["kafka.acks"], opts["kafka.compression.type"]) == ("50", "all", "lz4")
+
+
+def test_async_progress_tracking_only_where_spark_allows_it():
+    from stream.pipeline.sink import progress_options
+
+    on = progress_options(load_settings({"trigger": "processing-time=250ms"}, environ={}))
+    assert on == {"asyncProgressTrackingEnabled": "true", "asyncProgressTrackingCheckpointIntervalMs": "0"}
+    for trigger in ("real-time", "available-now"):
+        assert progress_options(load_settings({"trigger": trigger}, environ={})) == {}, trigger
+    off = load_settings({"trigger": "processing-time=0", "progress_tracking": "sync"}, environ={})
+    assert progress_options(off) == {}

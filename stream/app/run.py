@@ -16,14 +16,13 @@ import sys
 import time
 from pathlib import Path
 
-from confluent_kafka import Consumer, TopicPartition
-
 from stream.app.produce import generate, publish
 from stream.app.tail import tail
 from stream.config import Settings
 from stream.errors import HeartriskError
 from stream.local.broker import LocalBroker
 from stream.local.broker import tail as tail_file
+from stream.local.topics import end_offsets
 
 logger = logging.getLogger(__name__)
 
@@ -37,16 +36,6 @@ def say(msg: str) -> None:
         print(msg, file=sys.stderr, flush=True)
     except OSError:
         pass
-
-
-def end_offsets(settings: Settings, topic: str) -> dict[int, int]:
-    """Current end offset of each partition of a topic."""
-    consumer = Consumer(settings.kafka_client_config(**{"group.id": "heartrisk-run", "enable.auto.commit": False}))
-    try:
-        parts = consumer.list_topics(topic, timeout=10).topics[topic].partitions
-        return {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in parts}
-    finally:
-        consumer.close()
 
 
 def wait_until_started(proc: subprocess.Popen[bytes], log: Path, timeout_s: float = READY_TIMEOUT_S) -> None:
@@ -103,7 +92,7 @@ def run(settings: Settings, replay: bool = True, log_dir: Path | None = None) ->
     try:
         wait_until_started(scorer, log)
         say("scorer running; press Ctrl-C to stop")
-        offsets = end_offsets(settings, settings.output_topic)
+        offsets = end_offsets(settings.kafka_client_config(), settings.output_topic)
         if replay:
             count = 303
             n = publish(generate(count, "dataset", settings), count, settings, progress=False)

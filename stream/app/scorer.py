@@ -20,6 +20,7 @@ from stream.contract.avro import prediction_schema, reader_schema
 from stream.contract.registry import SchemaRegistry, subject_for
 from stream.contract.writer_schemas import WriterSchemas
 from stream.errors import BrokerError, ConfigError
+from stream.local.topics import end_offsets
 from stream.model.artifact import LoadedModel
 from stream.monitor.listener import ProgressListener
 from stream.monitor.observe import observe_batch, observed_columns
@@ -119,7 +120,8 @@ def warm_up(spark: SparkSession, settings: Settings, model: LoadedModel) -> floa
 
     t0 = time.perf_counter()
     try:
-        at_end = json.dumps({settings.input_topic: _end_offsets(settings)})
+        ends = end_offsets(settings.kafka_client_config(), settings.input_topic)
+        at_end = json.dumps({settings.input_topic: {str(p): o for p, o in ends.items()}})
         empty = (
             spark.read.format("kafka").options(**settings.spark_kafka_options())
             .option("subscribe", settings.input_topic)
@@ -132,23 +134,6 @@ def warm_up(spark: SparkSession, settings: Settings, model: LoadedModel) -> floa
     seconds = time.perf_counter() - t0
     logger.info('event="warm-up done" seconds=%.2f', seconds)
     return seconds
-
-
-def _end_offsets(settings: Settings) -> dict[str, int]:
-    """The input topic's end offset per partition, as Spark's offsets JSON wants them."""
-    from confluent_kafka import Consumer, TopicPartition
-    from confluent_kafka.admin import AdminClient
-
-    md = AdminClient(settings.kafka_client_config()).list_topics(settings.input_topic, timeout=10)
-    consumer = Consumer(settings.kafka_client_config(**{"group.id": "heartrisk-warm-up", "log_level": 0}))
-    try:
-        ends = {}
-        for partition in sorted(md.topics[settings.input_topic].partitions):
-            _, high = consumer.get_watermark_offsets(TopicPartition(settings.input_topic, partition), timeout=10)
-            ends[str(partition)] = int(high)
-        return ends
-    finally:
-        consumer.close()
 
 
 def start_scorer(

@@ -65,6 +65,22 @@ def ensure_topics(
     return created
 
 
+def end_offsets(client_config: dict[str, Any], topic: str, timeout_s: float = 10.0) -> dict[int, int]:
+    """The current end offset of each partition of one topic (on any broker).
+
+    Raises:
+        BrokerError: the broker kept failing for ``timeout_s``.
+    """
+    from confluent_kafka import Consumer
+
+    consumer = Consumer({**client_config, "group.id": "heartrisk-offsets", "enable.auto.commit": False})
+    try:
+        parts = consumer.list_topics(topic, timeout=timeout_s).topics[topic].partitions
+        return {p: _end_offset(consumer, topic, p, timeout_s) for p in sorted(parts)}
+    finally:
+        consumer.close()
+
+
 def _end_offset(consumer: Any, topic: str, partition: int, timeout_s: float) -> int:
     """A partition's end offset; retries while a new broker is still electing leaders.
 

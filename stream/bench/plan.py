@@ -25,8 +25,8 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from stream.config import Settings
+from stream.pipeline.build import build_output
 from stream.pipeline.decode import decode_events, event_ddl
-from stream.pipeline.encode import encode_output, stamp_scored_at
 from stream.pipeline.score import score_events
 from stream.pipeline.validate import validate_events
 
@@ -34,14 +34,18 @@ DEFAULT_LIMIT = "65535"
 JIT_LIMIT = "8000"
 
 
-def _events(spark: Any, settings: Settings, n: int) -> DataFrame:
-    from stream.app.produce import SyntheticPatients
-    from stream.model.artifact import load_metadata
+def trivial_plan(raw: DataFrame) -> DataFrame:
+    """``from_json -> to_json`` on the same bytes: the platform's limit for a plan over these events."""
+    return raw.select(F.to_json(F.from_json(F.col("value").cast("string"), event_ddl())).alias("v"))
 
-    meta = load_metadata(settings.path(settings.model_dir))
-    draw = SyntheticPatients(meta["training_distribution"], seed=3)
+
+def _events(spark: Any, settings: Settings, n: int) -> DataFrame:
+    """The full bench's synthetic events, held in memory."""
+    from stream.bench.events import EventFactory
+
+    factory = EventFactory(settings, seed=3)
     ts = datetime.now(timezone.utc)
-    rows = [(f"p-{i}".encode(), json.dumps(draw.draw()).encode(), "bench", i % 3, i, ts) for i in range(n)]
+    rows = [(*factory.event(i), "bench", i % 3, i, ts) for i in range(n)]
     df = spark.createDataFrame(
         rows, "key binary, value binary, topic string, partition int, offset long, timestamp timestamp"
     )
@@ -70,13 +74,10 @@ def run_plan_bench(settings: Settings, n: int, reps: int, results_dir: Path) -> 
     pipeline = dataclasses.replace(compiled, plan=None)
 
     def full(model: Any) -> Callable[[], DataFrame]:
-        return lambda: encode_output(
-            stamp_scored_at(score_events(validate_events(decode_events(raw)), model)), settings
-        )
+        return lambda: build_output(raw, model, settings)
 
     variants: list[tuple[str, str, Callable[[], DataFrame]]] = [
-        ("trivial from_json -> to_json", DEFAULT_LIMIT,
-         lambda: raw.select(F.to_json(F.from_json(F.col("value").cast("string"), event_ddl())).alias("v"))),
+        ("trivial from_json -> to_json", DEFAULT_LIMIT, lambda: trivial_plan(raw)),
         ("decode", JIT_LIMIT, lambda: decode_events(raw)),
         ("decode + validate", JIT_LIMIT, lambda: validate_events(decode_events(raw))),
         ("decode + validate + score (compiled)", JIT_LIMIT,

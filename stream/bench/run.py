@@ -160,12 +160,11 @@ class Bench:
     def ceiling(self, topic: str, n: int) -> dict[str, Any]:
         """The same plan on the same events held in memory, into the noop sink."""
         from pyspark import StorageLevel
-        from pyspark.sql import functions as F
 
+        from stream.bench.plan import trivial_plan
         from stream.model.artifact import load_model
         from stream.pipeline.build import build_output
         from stream.pipeline.columns import RAW_COLUMNS
-        from stream.pipeline.decode import event_ddl
         from stream.session import get_spark
 
         spark = get_spark(dataclasses.replace(self.s, spark_master="local[*]", spark_driver_memory="3g"), "bench")
@@ -179,8 +178,7 @@ class Bench:
         trivial_times = []
         for _ in range(self.plan.ceiling_reps + 1):
             t0 = time.perf_counter()
-            raw.select(F.to_json(F.from_json(F.col("value").cast("string"), event_ddl())).alias("v")).write.format(
-                "noop").mode("overwrite").save()
+            trivial_plan(raw).write.format("noop").mode("overwrite").save()
             trivial_times.append(time.perf_counter() - t0)
         times = []
         for _ in range(self.plan.ceiling_reps + 1):  # the first run warms the JIT and is not counted

@@ -71,18 +71,27 @@ def end_offsets(client_config: dict[str, Any], topic: str, timeout_s: float = 10
     Raises:
         BrokerError: the broker kept failing for ``timeout_s``.
     """
+    return {p: hi for p, (_lo, hi) in watermarks(client_config, topic, timeout_s).items()}
+
+
+def watermarks(client_config: dict[str, Any], topic: str, timeout_s: float = 10.0) -> dict[int, tuple[int, int]]:
+    """(first, end) offsets of each partition of one topic (on any broker).
+
+    Raises:
+        BrokerError: the broker kept failing for ``timeout_s``.
+    """
     from confluent_kafka import Consumer
 
     consumer = Consumer({**client_config, "group.id": "heartrisk-offsets", "enable.auto.commit": False})
     try:
         parts = consumer.list_topics(topic, timeout=timeout_s).topics[topic].partitions
-        return {p: _end_offset(consumer, topic, p, timeout_s) for p in sorted(parts)}
+        return {p: _watermarks(consumer, topic, p, timeout_s) for p in sorted(parts)}
     finally:
         consumer.close()
 
 
-def _end_offset(consumer: Any, topic: str, partition: int, timeout_s: float) -> int:
-    """A partition's end offset; retries while a new broker is still electing leaders.
+def _watermarks(consumer: Any, topic: str, partition: int, timeout_s: float) -> tuple[int, int]:
+    """A partition's (first, end) offsets; retries while a new broker is still electing leaders.
 
     Raises:
         BrokerError: the broker kept failing for ``timeout_s``.
@@ -90,14 +99,15 @@ def _end_offset(consumer: Any, topic: str, partition: int, timeout_s: float) -> 
     deadline = time.monotonic() + timeout_s
     while True:
         try:
-            return int(consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=timeout_s)[1])
+            lo, hi = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=timeout_s)
+            return int(lo), int(hi)
         except KafkaException as exc:
             err = exc.args[0]
             if not err.retriable() and err.name() not in ("NOT_LEADER_FOR_PARTITION", "LEADER_NOT_AVAILABLE"):
-                msg = f"cannot read the end offset of {topic}[{partition}]: {err.str()}"
+                msg = f"cannot read the offsets of {topic}[{partition}]: {err.str()}"
                 raise BrokerError(msg) from exc
             if time.monotonic() >= deadline:
-                msg = f"cannot read the end offset of {topic}[{partition}] within {timeout_s:.0f}s: {err.str()}"
+                msg = f"cannot read the offsets of {topic}[{partition}] within {timeout_s:.0f}s: {err.str()}"
                 raise BrokerError(msg) from exc
             time.sleep(0.2)
 
@@ -143,7 +153,7 @@ def describe_topics(
             if name.startswith("__"):
                 continue
             parts = sorted(md.topics[name].partitions)
-            ends = [_end_offset(consumer, name, p, timeout_s) for p in parts]
+            ends = [_watermarks(consumer, name, p, timeout_s)[1] for p in parts]
             out.append(TopicStatus(name, len(parts), ends))
         return out
     finally:

@@ -61,10 +61,10 @@ class RegistryUnavailable(RegistryError):
 
 
 class StoppedWhilePaused(RegistryUnavailable):
-    """A stop was requested while a batch waited for the registry.
+    """A stop was requested while the scorer waited for the registry to settle a new schema id.
 
-    Raised inside ``foreachBatch`` so the batch ends *uncommitted* (it is read
-    again after a restart); ``run_scorer`` treats a query ended by it as a clean stop.
+    The batch that met the id stays *uncommitted* (it is read again after a
+    restart); ``run_scorer`` treats an end by it as a clean stop.
     """
 
     MARKER = "stopped while paused on the schema registry"

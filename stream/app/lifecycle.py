@@ -9,14 +9,13 @@ from __future__ import annotations
 import logging
 import signal
 import threading
-import time
 from types import FrameType
 from typing import Any, cast
 
 from pyspark.errors import StreamingQueryException
-from pyspark.sql.streaming.query import StreamingQuery
 
-from stream.app.scorer import check_broker, start_scorer, warm_up
+from stream.app.graceful import stop_gracefully
+from stream.app.scorer import RunningQuery, check_broker, start_scorer
 from stream.config import Settings
 from stream.errors import HeartriskError, StoppedWhilePaused
 from stream.model.artifact import load_metadata, load_model, resolve_model_dir
@@ -24,39 +23,10 @@ from stream.pipeline.trigger import is_real_time
 
 logger = logging.getLogger(__name__)
 
-STOP_WAIT_S = 8.0  # then stop anyway: a graceful stop returns within 10 s under load
+__all__ = ["await_stop_or_end", "failure_message", "run_scorer", "stop_gracefully"]
 
 
-def stop_gracefully(query: StreamingQuery, timeout_s: float = STOP_WAIT_S, real_time: bool = False) -> None:
-    """Wait for the micro-batch in flight to commit, then stop between batches.
-
-    Under a load that leaves no gap between batches (``processing-time=0`` with a
-    backlog) there may be no such moment before ``timeout_s``: the query is then
-    stopped mid-batch, and that batch, uncommitted, is written again after a
-    restart (at-least-once; nothing is lost). A warning says so.
-
-    In real-time mode a "batch" is a long-running checkpoint interval that is
-    always active, so there is nothing to wait for: the query stops at once and
-    records since the last checkpoint may be written again on restart.
-    """
-    if real_time:
-        query.stop()
-        return
-    deadline = time.monotonic() + timeout_s
-    while query.isActive:
-        if not query.status.get("isTriggerActive", False):
-            break
-        if time.monotonic() >= deadline:
-            logger.warning(
-                'event="stop mid-batch" waited_s=%.1f detail="no gap between batches: the batch in flight '
-                'is not committed and will be written again after a restart"', timeout_s,
-            )
-            break
-        time.sleep(0.005)
-    query.stop()
-
-
-def await_stop_or_end(query: StreamingQuery, stop: threading.Event) -> None:
+def await_stop_or_end(query: RunningQuery, stop: threading.Event) -> None:
     """Return when a stop is requested or the query ends (its error, if any, is read by the caller).
 
     ``awaitTermination`` raises when the query ends with an error, and a stop
@@ -98,9 +68,11 @@ def run_scorer(settings: Settings) -> int:
 
     previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
-        if settings.input_format == "json" and settings.warm_up == "on":
-            warm_up(spark, settings, model)
-        query = start_scorer(spark, settings, model, stop)
+        try:
+            query = start_scorer(spark, settings, model, stop, warm=settings.warm_up == "on")
+        except StoppedWhilePaused:  # stopped while the registry was down at start-up: nothing was read
+            logger.info('event="scorer stopped" query="%s"', settings.query_name)
+            return 0
         await_stop_or_end(query, stop)
         if stop.is_set() and query.isActive:
             stop_gracefully(query, real_time=is_real_time(settings.trigger))

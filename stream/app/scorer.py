@@ -1,8 +1,9 @@
 """The scorer's streaming query: checked, wired and started (``heartrisk score`` runs it via ``lifecycle``).
 
-JSON input runs as one streaming plan into the Kafka sink. Avro or auto input
-runs per micro-batch (``stream.pipeline.per_batch``), so that schema ids that
-appear mid-stream are planned without a restart.
+JSON and Avro input run the same kind of plan: one streaming query into the
+Kafka sink. With Avro (or auto) input the plan decodes the writer schema ids
+known when it is planned, and re-plans itself on the same checkpoint when a
+new one appears (``stream.app.replanning``).
 """
 
 from __future__ import annotations
@@ -10,27 +11,30 @@ from __future__ import annotations
 import json
 import logging
 import threading
+from collections.abc import Mapping
 
 from pyspark.sql import SparkSession
 from pyspark.sql.streaming.query import StreamingQuery
 
 from stream.app.checkpoint import check_fingerprint
+from stream.app.replanning import ReplanningQuery, pending_schema_ids
 from stream.config import Settings
 from stream.contract.avro import prediction_schema, reader_schema
 from stream.contract.registry import SchemaRegistry, subject_for
-from stream.contract.writer_schemas import WriterSchemas
-from stream.errors import BrokerError, ConfigError
+from stream.contract.writer_schemas import Writer, WriterSchemas
+from stream.errors import BrokerError, ConfigError, RegistryUnavailable
 from stream.local.topics import end_offsets
 from stream.model.artifact import LoadedModel
 from stream.monitor.listener import ProgressListener
-from stream.monitor.observe import observe_batch, observed_columns
+from stream.monitor.observe import observe_batch
 from stream.pipeline.build import build_output
-from stream.pipeline.per_batch import BatchScorer
-from stream.pipeline.sink import write_per_batch, write_predictions
+from stream.pipeline.sink import write_predictions
 from stream.pipeline.source import read_events
 from stream.pipeline.trigger import is_real_time
 
 logger = logging.getLogger(__name__)
+
+RunningQuery = StreamingQuery | ReplanningQuery
 
 
 def register_prediction_schema(settings: Settings, registry: SchemaRegistry | None = None) -> int | None:
@@ -86,7 +90,8 @@ def check_real_time(spark: SparkSession, settings: Settings) -> None:
     if settings.input_format != "json":
         msg = (
             f"real-time mode reads JSON only: input format {settings.input_format!r} needs a micro-batch "
-            "trigger (e.g. --trigger processing-time=1s), because new Avro schema ids are planned per batch"
+            "trigger (e.g. --trigger processing-time=250ms), because a new Avro schema id re-plans the query, "
+            "which in real-time mode would write a whole checkpoint interval again"
         )
         raise ConfigError(msg)
     from confluent_kafka.admin import AdminClient
@@ -103,7 +108,9 @@ def check_real_time(spark: SparkSession, settings: Settings) -> None:
         raise ConfigError(msg)
 
 
-def warm_up(spark: SparkSession, settings: Settings, model: LoadedModel) -> float:
+def warm_up(
+    spark: SparkSession, settings: Settings, model: LoadedModel, writers: Mapping[int, Writer] | None = None
+) -> float:
     """Run the scoring plan once before the stream starts, on an empty batch read of the input topic.
 
     Its generated code is the stream's own, so the first micro-batch finds it in
@@ -128,7 +135,8 @@ def warm_up(spark: SparkSession, settings: Settings, model: LoadedModel) -> floa
             .option("startingOffsets", at_end).option("endingOffsets", at_end).load()
             .select(*RAW_COLUMNS)
         )
-        build_output(empty, model, settings, tap=observe_batch).write.format("noop").mode("overwrite").save()
+        plan = build_output(empty, model, settings, tap=observe_batch, writers=writers)
+        plan.write.format("noop").mode("overwrite").save()
     except Exception as exc:  # an optimisation only: never keep the scorer from starting
         logger.warning('event="warm-up skipped" reason="%s"', str(exc).splitlines()[0][:300])
     seconds = time.perf_counter() - t0
@@ -136,12 +144,29 @@ def warm_up(spark: SparkSession, settings: Settings, model: LoadedModel) -> floa
     return seconds
 
 
+def known_schema_ids(settings: Settings, registry: SchemaRegistry) -> list[int]:
+    """The ids registered under the input topic's subject ([] if the registry is down).
+
+    With the ids already waiting in the topic, the Avro query is planned for them from the start.
+    """
+    try:
+        return registry.subject_schema_ids(subject_for(settings.input_topic))
+    except RegistryUnavailable as exc:
+        logger.warning('event="schema ids not listed at start" reason="%s"', str(exc)[:300])
+        return []
+
+
 def start_scorer(
-    spark: SparkSession, settings: Settings, model: LoadedModel, stop: threading.Event | None = None
-) -> StreamingQuery:
+    spark: SparkSession,
+    settings: Settings,
+    model: LoadedModel,
+    stop: threading.Event | None = None,
+    warm: bool = False,
+) -> RunningQuery:
     """Check the checkpoint (and real-time mode's needs), then start the streaming query.
 
-    ``stop`` ends a registry pause early.
+    ``stop`` ends a registry pause early; ``warm`` runs the plan once on an empty
+    batch first (``warm_up``).
     """
     check_fingerprint(spark, settings)
     check_real_time(spark, settings)
@@ -150,20 +175,32 @@ def start_scorer(
     prediction_schema_id = register_prediction_schema(settings, registry)
     listener = ProgressListener(settings.progress_path, settings.query_name, model.version)
     spark.streams.addListener(listener)
-    raw = read_events(spark, settings)
+
+    def plan(writers: Mapping[int, Writer] | None) -> StreamingQuery:
+        raw = read_events(spark, settings)
+        out = build_output(raw, model, settings, prediction_schema_id, tap=observe_batch, writers=writers)
+        return write_predictions(out, settings).start()
+
+    query: RunningQuery
     if settings.input_format == "json":
-        out = build_output(raw, model, settings, prediction_schema_id, tap=observe_batch)
-        query = write_predictions(out, settings).start()
+        if warm:
+            warm_up(spark, settings, model)
+        query = plan(None)
     else:
         assert registry is not None  # avro or auto input
+        stop = stop or threading.Event()
         writers = WriterSchemas(
             registry, json.loads(reader_schema()), settings.registry_unavailable, stop,
             on_pause=listener.registry_paused, on_resume=listener.registry_resumed,
         )
-        scorer = BatchScorer(
-            settings, model, writers, prediction_schema_id, observed_columns(), listener.push_observation
-        )
-        query = write_per_batch(raw, settings, scorer).start()
+
+        def learn() -> set[int]:
+            return pending_schema_ids(spark, settings)
+
+        known = set(known_schema_ids(settings, registry)) | learn()
+        if warm:
+            warm_up(spark, settings, model, writers.resolve(known))
+        query = ReplanningQuery(plan, writers, known, stop, learn=learn).start()
     logger.info(
         'event="scorer started" query="%s" id="%s" input="%s" format="%s/%s" checkpoint="%s" model="%s"',
         settings.query_name, query.id, settings.input_topic, settings.input_format, settings.output_format,

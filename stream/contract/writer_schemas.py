@@ -1,19 +1,21 @@
-"""Writer schemas: which schema ids a micro-batch holds, and what the scorer may do with each.
+"""Writer schemas: what the scorer may do with each schema id it plans for.
 
-Runs on the driver, once per micro-batch, before the batch is decoded. For every
-schema id in the batch it settles a verdict:
+Runs on the driver, when the Avro query is planned (at start, and again when a
+new schema id appears: ``stream.app.replanning``). For every schema id it
+settles a verdict:
 
 * ``ok``: an Avro schema the reader schema can resolve (decoded in Spark);
 * ``unknown``: the registry answered that it has no such id -> ``UNKNOWN_SCHEMA_ID``;
 * ``incompatible``: not Avro, or not readable with the reader schema -> ``INCOMPATIBLE_SCHEMA``;
 * ``unavailable``: the registry did not answer and the policy is ``dead-letter``
-  -> ``REGISTRY_UNAVAILABLE``. Under the default policy, ``pause``, the batch
-  waits instead, retrying with backoff, and nothing is read past it.
+  -> ``REGISTRY_UNAVAILABLE``. Under the default policy, ``pause``, the scorer
+  waits instead, retrying with backoff, and nothing is read past the batch.
 
 ``ok`` and ``incompatible`` verdicts are final (an id's schema never changes) and
 cached; ``unknown`` is remembered for a minute (so a flood of garbage ids costs one
-registry call per id per minute, not per batch); ``unavailable`` is asked again in
-the next batch.
+registry call per id per minute); ``recheck`` asks about ``unknown`` (after that
+minute) and ``unavailable`` ids again without waiting, so a plan that holds them
+can be replaced once the answer changes.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -127,6 +129,34 @@ class WriterSchemas:
                 if self.on_pause:
                     self.on_pause(schema_id, attempt)
                 self.sleep(wait)
+
+    def recheck(self, planned: Mapping[int, Writer]) -> bool:
+        """Ask once more about the planned ids whose verdict may change; True if one did.
+
+        Never waits: an unanswered question keeps the planned verdict.
+        """
+        now = time.monotonic()
+        changed = False
+        for i, w in sorted(planned.items()):
+            if w.status == "unknown":
+                recent = self._unknown.get(i)
+                if recent is not None and now - recent[0] < UNKNOWN_TTL_S:
+                    continue
+            elif w.status != "unavailable":
+                continue
+            try:
+                fresh = self._verdict(i)
+            except SchemaNotFound:
+                self._unknown[i] = (now, Writer(i, "unknown", detail=f"schema id {i} is not in the registry"))
+                changed = changed or w.status != "unknown"
+                continue
+            except RegistryUnavailable:
+                continue
+            self._final[i] = fresh
+            self._unknown.pop(i, None)
+            logger.info('event="writer schema changed" schema_id=%d was="%s" now="%s"', i, w.status, fresh.status)
+            changed = True
+        return changed
 
     def resolve(self, schema_ids: Iterable[int]) -> dict[int, Writer]:
         """Verdicts for these ids (and every final one known so far).

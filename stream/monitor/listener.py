@@ -20,7 +20,7 @@ from pyspark.sql.streaming.listener import StreamingQueryListener
 
 from stream.contract.codes import ERROR_CODES
 from stream.monitor.progress import empty_totals, read_progress, write_progress
-from stream.pipeline.columns import LATENCY_BUCKETS, OBSERVATION, bucket_name
+from stream.pipeline.columns import LATENCY_BUCKETS, OBSERVATION, UNPLANNED_SCHEMA_ID, bucket_name
 
 logger = logging.getLogger(__name__)
 
@@ -36,9 +36,7 @@ class ProgressListener(StreamingQueryListener):
         previous = read_progress(path) or {}
         self.query_id: str | None = None
         self.closed = False
-        # counts handed over by the per-batch (Avro) scorer, by batch id
-        self._pushed: dict[int, dict[str, Any]] = {}
-        # the listener bus and foreachBatch (registry pauses) call in from different threads
+        # the listener bus and the Avro re-planning thread (registry pauses) call in from different threads
         self._lock = threading.RLock()
         self.state: dict[str, Any] = {
             "query_name": query_name,
@@ -52,20 +50,20 @@ class ProgressListener(StreamingQueryListener):
         }
         write_progress(path, self.state)
 
-    def push_observation(self, batch_id: int, counts: dict[str, Any]) -> None:
-        """Counts of a batch scored in ``foreachBatch`` (its observation is not in the progress event)."""
-        self._pushed[batch_id] = counts
-        for old in [b for b in self._pushed if b < batch_id - 100]:
-            del self._pushed[old]
-
     def _save(self) -> None:
         with self._lock:
             self.state["updated_at"] = time.time()
             write_progress(self.path, self.state)
 
     def registry_paused(self, schema_id: int, attempt: int) -> None:
-        """A batch waits for the schema registry (called on every retry: it doubles as a heartbeat)."""
+        """A batch waits for the schema registry (called on every retry: it doubles as a heartbeat).
+
+        Also before the first plan starts (the registry down at start-up): the
+        scorer is then up and waiting, as it is for a pause mid-stream.
+        """
         with self._lock:
+            if self.state["state"] == "starting":
+                self.state["state"] = "active"
             now = time.time()
             pause = self.state.get("registry_pause") or {"schema_id": schema_id, "since": now}
             pause.update(attempts=attempt, last_retry_at=now)
@@ -102,7 +100,6 @@ class ProgressListener(StreamingQueryListener):
     def _record(self, p: Any) -> None:
         totals = self.state["totals"]
         obs = p.observedMetrics.get(OBSERVATION) if p.observedMetrics else None
-        pushed = self._pushed.pop(p.batchId, None)
         by_topic: dict[str, int] = {}
         for src in p.sources:
             metrics = src.metrics or {}
@@ -122,7 +119,7 @@ class ProgressListener(StreamingQueryListener):
             phase_durations_seconds={k: v for k, v in durations.items() if k != "triggerExecution"},
             offsets_behind_latest=by_topic,
         )
-        row = obs.asDict() if obs is not None else pushed
+        row = obs.asDict() if obs is not None else None
         if row is not None and p.numInputRows:
             totals["batches"] += 1
             totals["input_rows"] += int(row["rows"])
@@ -152,8 +149,16 @@ class ProgressListener(StreamingQueryListener):
         self._save()
 
     def onQueryTerminated(self, event: Any) -> None:  # noqa: N802 - Spark's API
-        """The query stopped or failed; this listener is then done."""
+        """The query stopped or failed; this listener is then done, unless the Avro query re-plans.
+
+        A query that met a schema id its plan does not know ends so that it can be
+        re-planned on the same checkpoint: the scorer is still up (and may be paused
+        on the registry), so the state stays active and the next run is recorded.
+        """
         if self.closed or str(event.id) != self.query_id:
+            return
+        if event.exception and UNPLANNED_SCHEMA_ID in str(event.exception):
+            self._save()
             return
         self.closed = True
         self.state["state"] = "failed" if event.exception else "terminated"

@@ -2,8 +2,7 @@
 
 ``columns`` names every column the steps share; the steps import it (and
 ``stream.contract``, ``stream.config``, ``stream.errors``) but never each other.
-``build`` wires them in flow order for the streaming query, ``score-batch`` and
-the tests; ``per_batch`` does the same per micro-batch for Avro input;
-``trigger`` parses the trigger setting. Nothing here imports ``stream.app``,
+``build`` wires them in flow order for the streaming query (JSON or Avro),
+``score-batch``, the bench and the tests; ``trigger`` parses the trigger setting. Nothing here imports ``stream.app``,
 ``stream.monitor``, ``stream.local`` or the CLI.
 """

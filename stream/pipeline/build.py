@@ -1,7 +1,7 @@
 """Build: the steps wired in flow order, on any DataFrame of raw Kafka rows (streaming or batch).
 
 source -> decode -> validate -> score -> (stamp) -> encode -> sink. The
-streaming query, ``score-batch``, the per-batch Avro path and the tests all
+streaming query (JSON or Avro), ``score-batch``, the bench and the tests all
 build their plans here, so they cannot drift apart.
 """
 
@@ -41,13 +41,15 @@ def build_output(
     settings: Settings,
     prediction_schema_id: int | None = None,
     tap: Tap | None = None,
+    writers: Mapping[int, Writer] | None = None,
 ) -> DataFrame:
-    """Kafka records (topic, key, value, headers) for every input row of JSON input.
+    """Kafka records (topic, key, value, headers) for every input row.
 
     ``tap`` sees the scored rows before they are encoded (the scorer attaches its
-    per-batch observation there).
+    per-batch observation there). With Avro or auto input, ``writers`` are the
+    schema ids the plan decodes (see ``stream.pipeline.decode``).
     """
-    scored = build_scores(raw, model)
+    scored = build_scores(raw, model, settings.input_format, writers)
     if tap is not None:
         scored = tap(scored)
     return encode_output(scored, settings, prediction_schema_id)

@@ -22,6 +22,8 @@ PRESENT = "_present"
 DECODE_ERROR = "decode_error"
 DECODE_DETAIL = "decode_detail"
 SCHEMA_ID = "schema_id"
+# the error a plan raises for a schema id it was not planned for (the scorer then re-plans)
+UNPLANNED_SCHEMA_ID = "HEARTRISK_UNPLANNED_SCHEMA_ID"
 
 # validate: the verdict of the whole contract, and the envelope every output needs
 ERROR_CODE = "error_code"

@@ -14,8 +14,9 @@ project's reader schema (``avroSchema``), so Avro's schema resolution runs
 inside Spark. Which ids exist, and whether each can be read, is decided on the
 driver beforehand (``stream.contract.writer_schemas``) and passed in as ``writers``; the
 plan holds one ``from_avro`` per readable id. An id missing from ``writers``
-fails the batch (``raise_error``) rather than being guessed at, so it can never
-be dead-lettered by mistake.
+fails the batch (``raise_error`` with ``UNPLANNED_SCHEMA_ID``) rather than being
+guessed at, so it can never be dead-lettered by mistake: the scorer then settles
+the id and re-plans (``stream.app.replanning``).
 """
 
 from __future__ import annotations
@@ -30,12 +31,11 @@ from stream.contract.avro import HEADER_BYTES, MAGIC, reader_schema
 from stream.contract.codes import MAX_MESSAGE_BYTES
 from stream.contract.schema import ENVELOPE_FIELDS, clinical_fields
 from stream.contract.writer_schemas import Writer
-from stream.pipeline.columns import DECODE_DETAIL, DECODE_ERROR, EVENT, PRESENT, SCHEMA_ID
+from stream.pipeline.columns import DECODE_DETAIL, DECODE_ERROR, EVENT, PRESENT, SCHEMA_ID, UNPLANNED_SCHEMA_ID
 
 _JSON = "_json"
 _IS_AVRO = "_is_avro"
 _AVRO = "_avro"
-UNPLANNED_SCHEMA_ID = "HEARTRISK_UNPLANNED_SCHEMA_ID"
 
 
 def event_ddl() -> str:

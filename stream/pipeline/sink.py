@@ -1,8 +1,7 @@
-"""Sink: the Kafka sink for predictions and dead letters, with its checkpoint (streaming, or per micro-batch)."""
+"""Sink: the Kafka sink for predictions and dead letters, with its checkpoint."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any, cast
 
 from pyspark.sql import DataFrame
@@ -13,7 +12,7 @@ from stream.pipeline.trigger import parse_trigger
 
 
 def kafka_sink_options(settings: Settings) -> dict[str, str]:
-    """Options of the Kafka sink (streaming, or the batch write inside ``foreachBatch``)."""
+    """Options of the Kafka sink (the streaming query's, or a batch write's)."""
     return {
         # defaults a user's kafka.* options may override
         "kafka.max.request.size": str(2 * 1024 * 1024),
@@ -35,7 +34,7 @@ def progress_options(settings: Settings) -> dict[str, str]:
     writes. After a crash the query restarts from the last entry that reached
     the checkpoint, so the batches not yet logged are written again
     (at-least-once, as before; never lost). Real-time mode refuses it in Spark
-    4.2, and ``foreachBatch`` does not support it.
+    4.2.
     """
     if settings.progress_tracking != "async" or "processingTime" not in parse_trigger(settings.trigger):
         return {}
@@ -53,15 +52,5 @@ def write_predictions(df: DataFrame, settings: Settings) -> DataStreamWriter:
         .outputMode("update")
         .options(**kafka_sink_options(settings), checkpointLocation=settings.checkpoint_location)
         .options(**progress_options(settings))
-        .trigger(**cast(Any, parse_trigger(settings.trigger)))
-    )
-
-
-def write_per_batch(raw: DataFrame, settings: Settings, process: Callable[[DataFrame, int], None]) -> DataStreamWriter:
-    """The configured (not yet started) writer that hands each micro-batch to ``process``."""
-    return (
-        raw.writeStream.foreachBatch(process)
-        .queryName(settings.query_name)
-        .option("checkpointLocation", settings.checkpoint_location)
         .trigger(**cast(Any, parse_trigger(settings.trigger)))
     )

@@ -26,7 +26,8 @@ from stream.app.tail import tail
 from stream.config import load_settings
 from stream.contract.avro import event_schema_versions, frame, load_avsc, parse_header
 from stream.contract.registry import SchemaRegistry, subject_for
-from tests.helpers import consume, end_offsets_total, free_port
+from stream.monitor.progress import read_progress
+from tests.helpers import consume, end_offsets_total, free_port, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -104,9 +105,17 @@ def test_avro_in_avro_out_with_every_avro_error_reconciles_and_the_query_keeps_r
         preds = consume(s.bootstrap_servers, s.output_topic, lambda r: len(r) >= 500, 180)
         dead = consume(s.bootstrap_servers, s.dlq_topic, lambda r: len(r) >= 41, 120)
         assert query.isActive and query.exception() is None, "bad Avro never stops the query"
+        # every id was waiting at start: planned at once (the garbage ids as unknown), no re-plan
+        assert query.replans == 0
+        assert {"ok", "unknown", "incompatible"} <= set(query.planned_ids.values())
+        # the streaming plan's own observation counts them, as for JSON
+        totals = wait_for(lambda: (read_progress(s.progress_path) or {}).get("totals", {}).get("input_rows") == 541
+                          and read_progress(s.progress_path)["totals"], 60, what="the progress file's totals")
     finally:
         stop_gracefully(query)
     assert len(preds) == 500 and len(dead) == 41, "input = predictions + dead letters"
+    assert totals["predictions"] == 500
+    assert {c: n for c, n in totals["dead_letters"].items() if n} == dict(Counter(e.expected_code for e in bad))
 
     # predictions are Confluent-framed Avro under <output>-value, readable by an independent deserializer
     out_ids = registry.subject_schema_ids(subject_for(s.output_topic))
@@ -138,10 +147,10 @@ def test_avro_in_avro_out_with_every_avro_error_reconciles_and_the_query_keeps_r
     assert all(r["value_sha256"] for r in letters if r["error_code"] != "TOMBSTONE")
 
 
-def test_schema_v2_mid_stream_is_scored_without_a_restart(spark, model, settings_for):
+def test_schema_v2_mid_stream_is_scored_without_a_process_restart_or_a_duplicate(spark, model, settings_for):
     s = settings_for()
     query = start_scorer(spark, s, model)
-    run_id = query.runId
+    query_id = query.id
     try:
         v1 = list(generate(5000, "synthetic", s, seed=21, encoder=avro_encoder(s, version=1)))
         assert publish(iter(v1), 5000, s, progress=False) == 5000
@@ -153,7 +162,10 @@ def test_schema_v2_mid_stream_is_scored_without_a_restart(spark, model, settings
         assert publish(iter(v2), 5000, s, progress=False) == 5000
         preds = consume(s.bootstrap_servers, s.output_topic, lambda r: len(r) >= 10_000, 240)
         assert query.isActive and query.exception() is None
-        assert query.runId == run_id, "the same run: no restart, no checkpoint reset"
+        # nothing was registered at start: v1's id and then v2's each re-planned the query once
+        assert query.replans == 2, query.planned_ids
+        assert query.id == query_id, "the same query on the same checkpoint: no reset"
+        assert sorted(query.planned_ids.values()) == ["ok", "ok"]
     finally:
         stop_gracefully(query)
     ids = SchemaRegistry(s.schema_registry_url).subject_schema_ids(subject_for(s.input_topic))

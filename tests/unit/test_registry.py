@@ -145,3 +145,21 @@ def test_an_unknown_id_is_remembered_for_a_minute_not_asked_per_batch():
     for _ in range(5):
         assert ws.resolve([123])[123].code == "UNKNOWN_SCHEMA_ID"
     assert reg.calls == 1
+
+
+def test_recheck_never_waits_and_reports_a_verdict_that_changed(monkeypatch):
+    import stream.contract.writer_schemas as ws_module
+
+    reg = FlakyRegistry({}, failures=1)
+    ws = WriterSchemas(reg, json.loads(reader_schema()), "dead-letter")  # type: ignore[arg-type]
+    planned = ws.resolve([5, 6])
+    assert (planned[5].status, planned[6].status) == ("unavailable", "unknown")
+    reg.failures = 99
+    assert ws.recheck(planned) is False, "the registry still does not answer about 5: the plan stays"
+    assert reg.calls == 3, "5 asked once more, without waiting; 6 was asked under a minute ago: not asked"
+    reg.failures = 0
+    assert ws.recheck(planned) is True, "5 now gets an answer (unknown): a new verdict"
+    reg.schemas[6] = WriterSchema(6, "AVRO", _v1())
+    monkeypatch.setattr(ws_module, "UNKNOWN_TTL_S", 0.0)
+    assert ws.recheck({6: planned[6]}) is True, "6 was registered since"
+    assert ws.resolve([6])[6].status == "ok"

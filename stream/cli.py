@@ -30,7 +30,7 @@ LOCAL_BROKER = ("local_broker", "topics", "jvm_dir")
 LOCAL_REGISTRY = ("local_registry", "jvm_dir")
 SPARK = ("spark", "jvm_dir", "log_level")
 STREAM = ("query_name", "checkpoint_dir", "trigger", "max_offsets_per_trigger", "starting_offsets", "engine",
-          "progress_tracking", "warm_up")
+          "progress_tracking", "warm_up", "lag_group")
 
 
 class _Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
@@ -110,6 +110,10 @@ def build_parser() -> argparse.ArgumentParser:
     _new(kafka, "status", "print broker, topics, partitions and end offsets", f"{svc}:kafka_status", LOCAL_BROKER)
     _new(kafka, "topics", "create the default topics on any broker if missing, then list all topics",
          f"{svc}:kafka_topics", ("kafka", "topics"))
+    _new(kafka, "groups", "the broker's own kafka-consumer-groups tool: list groups, or --group G for offsets and lag",
+         f"{svc}:kafka_groups", ("kafka", "jvm_dir"),
+         _opt("--group", default=None,
+              help="describe this group (the scorer's is named after its query): offsets and lag"))
 
     registry = _group(
         sub, "registry", "manage the local schema registry (Apicurio, Confluent-compatible API)",
@@ -185,6 +189,24 @@ def build_parser() -> argparse.ArgumentParser:
          _opt("--max-messages", type=int, default=0, help="stop after this many records; 0 = never"),
          _opt("--idle-timeout", type=float, default=0.0,
               help="stop after this many seconds without a record; 0 = never"))
+    ops = "stream.app.opscmd"
+    where = ("kafka", "input_topic", "output_topic", "dlq_topic", "query_name", "checkpoint_dir", "progress_file",
+             *SPARK)
+    _new(sub, "status", "one scorer at a glance: running, last batch, events/s, lag per partition, dead letters",
+         f"{ops}:status_command", where,
+         _opt("--json", action="store_true", help="one JSON object per refresh"),
+         _opt("--watch", type=float, default=0.0, metavar="SECONDS", help="refresh every SECONDS until Ctrl-C"))
+    ckpt = _group(sub, "checkpoint", "show or move a query's committed position (its checkpoint)",
+                  "Show a query's checkpoint, or move a stopped query to other offsets (with a backup).")
+    _new(ckpt, "show", "committed offsets, fingerprint, lag and backups of past resets",
+         f"{ops}:checkpoint_show_command", where, _opt("--json", action="store_true", help="print JSON"))
+    _new(ckpt, "reset", "move a stopped query to other offsets; the replaced position is backed up",
+         f"{ops}:checkpoint_reset_command", where,
+         _opt("--to-offsets", default=None, metavar="JSON", help='next offset per partition: {"0": 120, "1": 98}'),
+         _opt("--to-time", default=None, metavar="T",
+              help="the first offsets at or after T (ISO 8601, e.g. 2026-11-27T10:00:00Z, or epoch ms)"),
+         _opt("--to-latest", action="store_true", help="the end of the topic: skip everything not yet read"),
+         _opt("--yes", action="store_true", help="do not ask for confirmation"))
     return parser
 
 

@@ -125,6 +125,12 @@ class Settings:
     starting_offsets: str = setting(
         "earliest", "where a new query starts: earliest | latest | JSON", "scorer"
     )
+    lag_group: str = setting(
+        "auto",
+        "Kafka consumer group the scorer mirrors its committed offsets to after each batch, so Kafka's own "
+        "tools see its lag (the checkpoint stays the truth): auto (the query name) | a group name | off",
+        "scorer",
+    )
     progress_file: str = setting(
         "",
         "progress file the scorer writes and the exporter reads "
@@ -154,6 +160,13 @@ class Settings:
         """Resolve a relative path setting against the project root."""
         p = Path(value)
         return p if p.is_absolute() else PROJECT_ROOT / p
+
+    @property
+    def lag_group_id(self) -> str | None:
+        """The consumer group that mirrors the committed offsets, or None when off."""
+        if self.lag_group == "off":
+            return None
+        return self.query_name if self.lag_group == "auto" else self.lag_group
 
     @property
     def checkpoint_location(self) -> str:

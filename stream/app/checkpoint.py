@@ -86,35 +86,3 @@ def check_fingerprint(spark: SparkSession, settings: Settings) -> None:
             "(the new query then starts from --starting-offsets)"
         )
         raise CheckpointError(msg)
-
-
-def committed_offsets(spark: SparkSession, location: str, topic: str) -> dict[int, int] | None:
-    """Where the query resumes in ``topic``: the end offsets of its last committed batch (None: none yet).
-
-    Read from Spark's own logs: the highest batch id in ``commits/``, and that
-    batch's entry in ``offsets/`` (``v1``, the batch's metadata, then one line
-    of offsets per source).
-    """
-    fs, root = _fs_and_path(spark, location)
-    commits = _hpath(spark, root, "commits")
-    if not fs.exists(commits):
-        return None
-    done = [int(name) for f in fs.listStatus(commits) if (name := f.getPath().getName()).isdigit()]
-    if not done:
-        return None
-    path = _hpath(spark, root, f"offsets/{max(done)}")
-    if not fs.exists(path):
-        return None
-    jvm = _jvm(spark)
-    stream = fs.open(path)
-    try:
-        reader = jvm.java.io.BufferedReader(jvm.java.io.InputStreamReader(stream, "UTF-8"))
-        lines = list(iter(reader.readLine, None))
-    finally:
-        stream.close()
-    for line in lines[2:]:
-        if line.startswith("{"):
-            offsets = json.loads(line).get(topic)
-            if offsets is not None:
-                return {int(p): int(o) for p, o in offsets.items()}
-    return None

@@ -48,7 +48,7 @@ from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.streaming.query import StreamingQuery
 
-from stream.app.checkpoint import committed_offsets
+from stream.app.checkpoint_log import committed, open_log
 from stream.app.graceful import stop_gracefully
 from stream.config import Settings
 from stream.contract.writer_schemas import Writer, WriterSchemas
@@ -78,7 +78,8 @@ def pending_schema_ids(spark: SparkSession, settings: Settings, per_partition: i
     """
     topic = settings.input_topic
     marks = watermarks(settings.kafka_client_config(), topic)
-    start = committed_offsets(spark, settings.checkpoint_location, topic)
+    position = committed(open_log(settings.checkpoint_location, spark), topic)
+    start = position.offsets if position is not None else None
     if start is None:
         if settings.starting_offsets == "latest":
             return set()

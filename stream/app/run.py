@@ -68,6 +68,17 @@ def stop_child(proc: subprocess.Popen[bytes], timeout_s: float = STOP_TIMEOUT_S)
     return proc.returncode
 
 
+def last_error(log: Path, code: int | None) -> str:
+    """The scorer's last error line, for one line of explanation when it dies."""
+    lines = log.read_text(errors="replace").splitlines()
+    for line in reversed(lines):
+        if "heartrisk: error:" in line or " ERROR " in line or "Error:" in line:
+            return line.strip()[:300]
+    if code is not None and code < 0:
+        return f"killed by signal {signal.Signals(-code).name}"
+    return lines[-1].strip()[:300] if lines else "no output"
+
+
 def run(settings: Settings, replay: bool = True, log_dir: Path | None = None) -> int:
     """Broker up, scorer up, replay, tail until Ctrl-C, then stop everything we started."""
     broker = LocalBroker.from_settings(settings)
@@ -88,7 +99,7 @@ def run(settings: Settings, replay: bool = True, log_dir: Path | None = None) ->
         start_new_session=True,
     )
     say(f"scorer starting (pid {scorer.pid}, log {log}) ...")
-    interrupted = False
+    interrupted = died = False
     try:
         wait_until_started(scorer, log)
         say("scorer running; press Ctrl-C to stop")
@@ -97,7 +108,11 @@ def run(settings: Settings, replay: bool = True, log_dir: Path | None = None) ->
             count = 303
             n = publish(generate(count, "dataset", settings), count, settings, progress=False)
             say(f"replayed {n} patients from {settings.data_file} into {settings.input_topic}")
-        tail(settings, start_offsets=offsets)
+        tail(settings, start_offsets=offsets, until=lambda: scorer.poll() is not None)
+        if scorer.poll() is not None:
+            died = True
+            say(f"the scorer exited (code {scorer.returncode}): {last_error(log, scorer.returncode)}")
+            say(f"its log: {log}")
     except (KeyboardInterrupt, BrokenPipeError):
         # Ctrl-C, or the reader of our output (e.g. `| tee`) went away: either way, clean up
         interrupted = True
@@ -105,12 +120,14 @@ def run(settings: Settings, replay: bool = True, log_dir: Path | None = None) ->
         # a second Ctrl-C must not abandon the scorer and the broker half-way
         previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
         try:
-            say("\nstopping the scorer (the batch in flight finishes first) ...")
+            if scorer.poll() is None:
+                say("\nstopping the scorer (the batch in flight finishes first) ...")
             code = stop_child(scorer)
-            say(f"scorer stopped (exit {code})")
+            if not died:
+                say(f"scorer stopped (exit {code})")
             if started_broker:
                 broker.down()
                 say("broker stopped")
         finally:
             signal.signal(signal.SIGINT, previous)
-    return 0 if interrupted or code == 0 else 1
+    return 1 if died or (code != 0 and not interrupted) else 0

@@ -17,6 +17,7 @@ from pyspark.sql import SparkSession
 from pyspark.sql.streaming.query import StreamingQuery
 
 from stream.app.checkpoint import check_fingerprint
+from stream.app.lag_group import LagGroup
 from stream.app.replanning import ReplanningQuery, pending_schema_ids
 from stream.config import Settings
 from stream.contract.avro import prediction_schema, reader_schema
@@ -173,7 +174,12 @@ def start_scorer(
     uses_registry = settings.input_format != "json" or settings.output_format == "avro"
     registry = SchemaRegistry.from_settings(settings) if uses_registry else None  # one client, one cache
     prediction_schema_id = register_prediction_schema(settings, registry)
-    listener = ProgressListener(settings.progress_path, settings.query_name, model.version)
+    group_id = settings.lag_group_id
+    lag_group = LagGroup(settings, group_id) if group_id else None
+    listener = ProgressListener(
+        settings.progress_path, settings.query_name, model.version,
+        on_batch_committed=lag_group.commit if lag_group is not None else None,
+    )
     spark.streams.addListener(listener)
 
     def plan(writers: Mapping[int, Writer] | None) -> StreamingQuery:

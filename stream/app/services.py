@@ -46,6 +46,16 @@ def kafka_status(args: argparse.Namespace, s: Settings) -> int:
     return 0
 
 
+def kafka_groups(args: argparse.Namespace, s: Settings) -> int:
+    """The broker's own consumer-groups tool: list the groups, or describe one (its offsets and lag)."""
+    from stream.local.topics import consumer_groups_tool
+
+    extra = ["--describe", "--group", args.group] if args.group else ["--list"]
+    code, out = consumer_groups_tool(s.bootstrap_servers, s.path(s.jvm_dir), *extra)
+    print(out.rstrip())
+    return code
+
+
 def kafka_topics(args: argparse.Namespace, s: Settings) -> int:
     """Create the default topics on any broker if missing, then list all topics."""
     from stream.local.topics import describe_topics, ensure_topics

@@ -87,8 +87,11 @@ def tail(
     out: TextIO = sys.stdout,
     colour: bool | None = None,
     start_offsets: dict[int, int] | None = None,
+    until: Callable[[], bool] | None = None,
 ) -> int:
-    """Print records until interrupted, ``max_messages`` are shown, or ``timeout_s`` passes idle.
+    """Print records until interrupted, ``max_messages`` are shown, ``timeout_s`` passes idle, or ``until()``.
+
+    ``until`` is asked at least every half second (``heartrisk run``: has the scorer died?).
 
     Returns:
         The number of records shown.
@@ -113,7 +116,7 @@ def tail(
     shown = 0
     last_seen = time.monotonic()
     try:
-        while True:
+        while until is None or not until():
             msg = consumer.poll(0.5)
             if msg is None:
                 if timeout_s and time.monotonic() - last_seen > timeout_s:

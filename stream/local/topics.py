@@ -10,6 +10,7 @@ import logging
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from confluent_kafka import KafkaException, TopicPartition
@@ -158,3 +159,22 @@ def describe_topics(
         return out
     finally:
         consumer.close()
+
+
+GROUPS_TOOL = "org.apache.kafka.tools.consumer.group.ConsumerGroupCommand"
+
+
+def consumer_groups_tool(bootstrap: str, jvm_dir: Path, *args: str, timeout_s: float = 60.0) -> tuple[int, str]:
+    """Run the broker's own ``kafka-consumer-groups`` tool (from the Maven-resolved jars); (exit code, output).
+
+    Raises:
+        SetupError: the broker's jars were never resolved (``make setup``).
+    """
+    import subprocess
+
+    from stream.local.jvm import classpath_jars
+
+    cp = ":".join(str(j) for j in classpath_jars("kafka", jvm_dir))
+    cmd = ["java", "-Xmx256m", "-cp", cp, GROUPS_TOOL, "--bootstrap-server", bootstrap, *args]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s, check=False)
+    return done.returncode, done.stdout + done.stderr

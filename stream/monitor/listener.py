@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -28,8 +30,12 @@ logger = logging.getLogger(__name__)
 class ProgressListener(StreamingQueryListener):
     """Writes the scorer's progress file on start, on every progress event and on termination."""
 
-    def __init__(self, path: Path, query_name: str, model_version: str) -> None:
+    def __init__(
+        self, path: Path, query_name: str, model_version: str,
+        on_batch_committed: Callable[[Any], None] | None = None,
+    ) -> None:
         super().__init__()
+        self.on_batch_committed = on_batch_committed  # given each batch's source end offsets
         self.path = path
         self.query_name = query_name
         self.model_version = model_version
@@ -43,6 +49,8 @@ class ProgressListener(StreamingQueryListener):
             "model_version": model_version,
             "state": "starting",
             "pid": os.getpid(),
+            "host": socket.gethostname(),
+            "started_at": time.time(),
             "updated_at": time.time(),
             "last_progress_at": None,
             "totals": previous.get("totals") or empty_totals(),
@@ -119,6 +127,8 @@ class ProgressListener(StreamingQueryListener):
             phase_durations_seconds={k: v for k, v in durations.items() if k != "triggerExecution"},
             offsets_behind_latest=by_topic,
         )
+        if self.on_batch_committed is not None and p.numInputRows and p.sources:
+            self.on_batch_committed(p.sources[0].endOffset)
         row = obs.asDict() if obs is not None else None
         if row is not None and p.numInputRows:
             totals["batches"] += 1

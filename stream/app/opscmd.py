@@ -1,0 +1,116 @@
+"""The operators' commands: ``heartrisk status`` and ``heartrisk checkpoint show | reset``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+from stream.config import Settings
+
+
+def _spark_for(s: Settings, what: str) -> Any:
+    """A Spark session only for a checkpoint that is not on the local disk (HDFS, S3 ...)."""
+    from stream.app.checkpoint_log import is_local
+
+    if is_local(s.checkpoint_location):
+        return None
+    from stream.session import get_spark
+
+    return get_spark(s, f"heartrisk-{what}")
+
+
+def status_command(args: argparse.Namespace, s: Settings) -> int:
+    """One scorer at a glance."""
+    from stream.app.status import show_status
+    from stream.session import get_spark
+
+    return show_status(s, as_json=args.json, watch=args.watch, spark_factory=lambda: get_spark(s, "heartrisk-status"))
+
+
+def checkpoint_show_command(args: argparse.Namespace, s: Settings) -> int:
+    """The committed offsets, the fingerprint, the last batch, the lag and the backups of past resets."""
+    from stream.app.checkpoint import read_fingerprint
+    from stream.app.checkpoint_log import open_log
+    from stream.app.status import gather
+
+    spark = _spark_for(s, "checkpoint")
+    try:
+        files = open_log(s.checkpoint_location, spark)
+        st = gather(s, spark)
+        if spark is None:
+            from pathlib import Path
+
+            fp_path = Path(s.checkpoint_location.removeprefix("file://")) / "heartrisk-fingerprint.json"
+            fingerprint = json.loads(fp_path.read_text()) if fp_path.exists() else None
+        else:
+            fingerprint = read_fingerprint(spark, s.checkpoint_location)
+        backups = _backups(files)
+    finally:
+        if spark is not None:
+            spark.stop()
+    shown = {"checkpoint": s.checkpoint_location, "fingerprint": fingerprint, "committed": st["committed"],
+             "end_offsets": st["end_offsets"], "lag": st["lag"], "last_batch": st["last_batch"],
+             "running": st["running"], "reset_backups": backups}
+    if args.json:
+        print(json.dumps(shown, sort_keys=True))
+        return 0
+    print(f"checkpoint {s.checkpoint_location}")
+    print(f"  fingerprint: {json.dumps(fingerprint) if fingerprint else 'none (never started)'}")
+    c = st["committed"]
+    if c is None:
+        print("  committed: nothing yet (a new query starts from --starting-offsets)")
+    else:
+        print(f"  committed batch: {c['batch_id'] if c['batch_id'] is not None else '- (start position)'}")
+        print("  committed offsets: " + ", ".join(f"p{p} {o:,}" for p, o in c["offsets"].items()))
+    if st["lag"] is not None:
+        print(f"  lag: {st['lag']['total']:,}")
+    print(f"  scorer: {'running' if st['running'] else 'not running'}")
+    if backups:
+        print("  backups of past resets: " + ", ".join(backups))
+    return 0
+
+
+def _backups(files: Any) -> list[str]:
+    from stream.app.checkpoint_log import LocalFiles
+    from stream.app.checkpoint_reset import BACKUPS
+
+    if isinstance(files, LocalFiles):
+        d = files.root / BACKUPS
+        return sorted(p.name for p in d.iterdir()) if d.is_dir() else []
+    return []
+
+
+def checkpoint_reset_command(args: argparse.Namespace, s: Settings) -> int:
+    """Move a stopped query to other offsets, with a backup of the position it replaces."""
+    from stream.app.checkpoint_log import open_log
+    from stream.app.checkpoint_reset import reset, target_offsets
+    from stream.app.status import is_running
+    from stream.monitor.progress import read_progress
+
+    offsets = target_offsets(s, args.to_offsets, args.to_time, args.to_latest)
+
+    def confirm(question: str) -> bool:
+        if args.yes:
+            return True
+        if not sys.stdin.isatty():
+            print("heartrisk: refusing to reset without a terminal to confirm on: add --yes", file=sys.stderr)
+            return False
+        return input(f"{question} [y/N] ").strip().lower() in ("y", "yes")
+
+    spark = _spark_for(s, "checkpoint")
+    try:
+        done = reset(open_log(s.checkpoint_location, spark), s.input_topic, offsets,
+                     is_running(read_progress(s.progress_path)), confirm)
+    finally:
+        if spark is not None:
+            spark.stop()
+    if done is None:
+        print("not reset")
+        return 1
+    moves = ", ".join(f"p{p} {done.before.get(p, '?')} -> {o}" for p, o in sorted(done.after.items()))
+    print(f"reset {s.input_topic} as committed batch {done.batch_id}: {moves}")
+    print(f"backup of the replaced position: {s.checkpoint_location}/{done.backup}")
+    print("start the scorer: it reads from the new offsets")
+    return 0

@@ -1,0 +1,99 @@
+"""Spark's checkpoint logs read and extended in plain Python: positions, resets and their guard rails."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+
+from stream.app.checkpoint_log import LocalFiles, committed, source_offsets
+from stream.app.checkpoint_reset import parse_offsets, parse_time, reset
+from stream.app.status import is_running, render
+from stream.errors import CheckpointError, ConfigError
+
+META = {"batchWatermarkMs": 0, "batchTimestampMs": 1, "conf": {"spark.sql.shuffle.partitions": "4"}}
+
+
+def spark_like(root, topic="events", batches=((0, {"0": 10, "1": 20}), (1, {"0": 15, "1": 25})), done=(0,)):
+    """A checkpoint laid out as Spark writes it (the initial offsets file starts with a zero byte)."""
+    (root / "sources/0").mkdir(parents=True)
+    (root / "sources/0/0").write_text("\x00v1\n" + json.dumps({topic: {"0": 0, "1": 0}}))
+    (root / "offsets").mkdir()
+    (root / "commits").mkdir()
+    for n, offsets in batches:
+        (root / f"offsets/{n}").write_text("v1\n" + json.dumps(META) + "\n" + json.dumps({topic: offsets}))
+    for n in done:
+        (root / f"commits/{n}").write_text('v1\n{"nextBatchWatermarkMs":0}')
+    return LocalFiles(str(root))
+
+
+def test_the_position_is_the_end_of_the_last_committed_batch(tmp_path):
+    files = spark_like(tmp_path)
+    pos = committed(files, "events")
+    assert pos is not None and pos.batch_id == 0 and pos.offsets == {0: 10, 1: 20}, "batch 1 is not committed"
+    assert committed(files, "other") is None
+    assert source_offsets("v1\n{}\n" + json.dumps({"t": {"3": 7}}), "t") == {3: 7}
+
+
+def test_a_query_that_committed_nothing_stands_where_it_started(tmp_path):
+    files = spark_like(tmp_path, done=())
+    pos = committed(files, "events")
+    assert pos is not None and pos.batch_id is None and pos.offsets == {0: 0, 1: 0}
+    assert committed(LocalFiles(str(tmp_path / "missing")), "events") is None
+
+
+def test_a_reset_appends_a_committed_batch_and_keeps_a_backup(tmp_path):
+    files = spark_like(tmp_path)
+    asked: list[str] = []
+    done = reset(files, "events", {0: 3, 1: 4}, running=False, confirm=lambda q: asked.append(q) or True)
+    assert done is not None and done.batch_id == 2 and done.before == {0: 10, 1: 20}
+    assert "p0 10 -> 3" in asked[0] and "p1 20 -> 4" in asked[0]
+    pos = committed(files, "events")
+    assert pos is not None and pos.batch_id == 2 and pos.offsets == {0: 3, 1: 4}
+    assert pos.metadata["conf"] == META["conf"], "the last batch's metadata is carried over"
+    backup = json.loads((tmp_path / done.backup).read_text())
+    assert backup["committed_offsets"] == {"0": 10, "1": 20} and backup["last_logged_batch_id"] == 1
+    assert sorted(os.listdir(tmp_path / "offsets")) == ["0", "1", "2"], "nothing of Spark's is removed"
+
+
+def test_a_reset_is_refused_while_running_without_a_batch_or_without_a_yes(tmp_path):
+    files = spark_like(tmp_path)
+    with pytest.raises(CheckpointError, match="the query is running"):
+        reset(files, "events", {0: 1, 1: 1}, running=True, confirm=lambda q: True)
+    assert reset(files, "events", {0: 1, 1: 1}, running=False, confirm=lambda q: False) is None
+    assert committed(files, "events").offsets == {0: 10, 1: 20}, "not confirmed: nothing written"
+    with pytest.raises(CheckpointError, match="no batch yet"):
+        reset(LocalFiles(str(tmp_path / "new")), "events", {0: 1}, running=False, confirm=lambda q: True)
+
+
+def test_reset_targets_are_parsed_strictly():
+    assert parse_time("2026-11-27T10:00:00Z") == 1795773600000
+    assert parse_time("1795773600000") == 1795773600000
+    with pytest.raises(ConfigError, match="ISO 8601"):
+        parse_time("yesterday")
+    assert parse_offsets('{"0": 5, "1": 6}', "t", {0, 1}) == {0: 5, 1: 6}
+    assert parse_offsets('{"t": {"0": 5, "1": 6}}', "t", {0, 1}) == {0: 5, 1: 6}
+    with pytest.raises(ConfigError, match="give each once"):
+        parse_offsets('{"0": 5}', "t", {0, 1})
+    with pytest.raises(ConfigError, match="JSON like"):
+        parse_offsets("5", "t", {0})
+
+
+def test_running_means_an_active_state_and_a_live_process():
+    alive = {"state": "active", "pid": os.getpid(), "updated_at": 0}
+    assert is_running(alive)
+    assert not is_running({**alive, "state": "terminated"})
+    assert not is_running({**alive, "pid": 2**22 + 12345})
+    assert is_running({**alive, "host": "elsewhere", "updated_at": 100.0}, now=130.0), "another host: fresh file"
+    assert not is_running({**alive, "host": "elsewhere", "updated_at": 100.0}, now=500.0)
+    text = render({
+        "query_name": "q", "running": False, "state": "terminated", "pid": None, "uptime_seconds": None,
+        "model_version": "1.0.0", "topics": {"input": "i", "output": "o", "dead_letters": "d"},
+        "last_batch": {"id": 4, "rows": 1200, "duration_seconds": 0.4, "age_seconds": 75},
+        "events_per_second": 0.0, "totals": {"batches": 5, "input_rows": 5000, "predictions": 4990},
+        "lag": {"total": 30, "partitions": {"0": 10, "1": 20}}, "committed": {"batch_id": 4, "offsets": {}},
+        "dead_letters_by_code": {"NOT_JSON": 10}, "registry_pause": None,
+    })
+    assert "not running (last state: terminated)" in text and "#4, 1,200 rows" in text and "1m 15s ago" in text
+    assert "lag: 30 (p0 10, p1 20)" in text and "NOT_JSON 10" in text

@@ -240,7 +240,9 @@ class Bench:
                     "latency_ms": {k: round(v, 1) for k, v in percentiles(window).items()},
                 })
         finally:
-            self.stop_scorer(sc)
+            snap = self.stop_scorer(sc)
+        for row in rows:  # one scorer served every rate of this mode
+            row["scorer_peak_rss_mib"] = snap["peak_rss_mib"]
         return rows
 
     def naive(self, n: int) -> dict[str, Any]:

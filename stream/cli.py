@@ -207,6 +207,18 @@ def build_parser() -> argparse.ArgumentParser:
               help="the first offsets at or after T (ISO 8601, e.g. 2026-11-27T10:00:00Z, or epoch ms)"),
          _opt("--to-latest", action="store_true", help="the end of the topic: skip everything not yet read"),
          _opt("--yes", action="store_true", help="do not ask for confirmation"))
+    _new(sub, "replay", "send dead letters back to the input topic after the cause is fixed, once each",
+         f"{ops}:replay_command", ("kafka", "input_topic", "dlq_topic", "log_level"),
+         _opt("--code", action="append", metavar="CODE", help="only these error codes (repeat, or comma-separate)"),
+         _opt("--since", default=None, metavar="T", help="only letters dead-lettered at or after T (ISO 8601 or ms)"),
+         _opt("--until", default=None, metavar="T", help="only letters dead-lettered at or before T"),
+         _opt("--partition", type=int, default=None, help="only events from this input partition"),
+         _opt("--offsets", default=None, metavar="A-B", help="only events from these input offsets (inclusive)"),
+         _opt("--event-id", action="append", metavar="ID", help="only this event id (repeat for more)"),
+         _opt("--to-topic", default=None, metavar="TOPIC", help="publish there instead of the input topic"),
+         _opt("--dry-run", action="store_true", help="list what would be sent; send nothing"),
+         _opt("--force", action="store_true", help="send letters again that were replayed before"),
+         _opt("--quiet", action="store_true", help="no progress lines"))
     return parser
 
 

@@ -125,6 +125,12 @@ class Settings:
     starting_offsets: str = setting(
         "earliest", "where a new query starts: earliest | latest | JSON", "scorer"
     )
+    field_ranges: Mapping[str, str] = setting(
+        {},
+        "widen or narrow a numeric clinical field's allowed range, Field=lo:hi,... (the event contract's "
+        "ranges otherwise; e.g. Cholesterol=100:700)",
+        "scorer", parse_kv, metavar="FIELD=LO:HI,...",
+    )
     lag_group: str = setting(
         "auto",
         "Kafka consumer group the scorer mirrors its committed offsets to after each batch, so Kafka's own "
@@ -311,7 +317,7 @@ def load_settings(
             msg = f"unknown setting {name!r}"
             raise ConfigError(msg)
         values[name] = value
-    for name in ("kafka_options", "spark_conf"):
+    for name in ("kafka_options", "spark_conf", "field_ranges"):
         if name in values:
             values[name] = dict(values[name])
     return Settings(**values)

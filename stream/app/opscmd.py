@@ -114,3 +114,55 @@ def checkpoint_reset_command(args: argparse.Namespace, s: Settings) -> int:
     print(f"backup of the replaced position: {s.checkpoint_location}/{done.backup}")
     print("start the scorer: it reads from the new offsets")
     return 0
+
+
+def _offset_range(text: str | None) -> tuple[int, int] | None:
+    from stream.errors import ConfigError
+
+    if text is None:
+        return None
+    try:
+        a, b = (int(x) for x in text.split("-", 1))
+    except ValueError as exc:
+        msg = f"--offsets {text!r}: give A-B, e.g. 120-480 (inclusive)"
+        raise ConfigError(msg) from exc
+    return a, b
+
+
+def replay_command(args: argparse.Namespace, s: Settings) -> int:
+    """Send matching dead letters back to the input topic, once each."""
+    from stream.app.checkpoint_reset import parse_time
+    from stream.app.produce import Progress
+    from stream.app.replay import Filters, replay
+    from stream.contract.codes import ERROR_CODES
+    from stream.errors import ConfigError
+
+    codes = frozenset(c.strip() for c in ",".join(args.code or []).split(",") if c.strip())
+    unknown = sorted(codes - set(ERROR_CODES))
+    if unknown:
+        msg = f"--code {', '.join(unknown)}: not a dead-letter code (one of {', '.join(sorted(ERROR_CODES))})"
+        raise ConfigError(msg)
+    filters = Filters(
+        codes=codes,
+        since_ms=parse_time(args.since) if args.since else None,
+        until_ms=parse_time(args.until) if args.until else None,
+        partition=args.partition, offsets=_offset_range(args.offsets),
+        event_ids=frozenset(args.event_id or []),
+    )
+    bar = Progress(0, "replayed", enabled=not args.quiet)
+
+    def progress(done: int, total: int) -> None:
+        bar.total = total
+        bar.update(done, force=done == total)
+
+    r = replay(s, filters, dry_run=args.dry_run, force=args.force, to_topic=args.to_topic, progress=progress)
+    for line in r.listed:
+        print(line)
+    codes_seen = ", ".join(f"{c} {n}" for c, n in sorted(r.by_code.items())) or "none"
+    verb = "would send" if args.dry_run else "sent"
+    print(
+        f"{r.matched} dead letters matched: {verb} {len(r.listed) if args.dry_run else r.sent} ({codes_seen}), "
+        f"{r.already_replayed} already replayed (--force sends them again), {r.not_replayable} not replayable "
+        f"(value truncated)", file=sys.stderr,
+    )
+    return 0

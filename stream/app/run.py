@@ -69,13 +69,14 @@ def stop_child(proc: subprocess.Popen[bytes], timeout_s: float = STOP_TIMEOUT_S)
 
 
 def last_error(log: Path, code: int | None) -> str:
-    """The scorer's last error line, for one line of explanation when it dies."""
-    lines = log.read_text(errors="replace").splitlines()
-    for line in reversed(lines):
-        if "heartrisk: error:" in line or " ERROR " in line or "Error:" in line:
-            return line.strip()[:300]
+    """One line on why the scorer ended: the signal that killed it, else its last error line."""
     if code is not None and code < 0:
         return f"killed by signal {signal.Signals(-code).name}"
+    lines = log.read_text(errors="replace").splitlines()
+    for marks in (("heartrisk: error:",), (" ERROR ", "Error:")):
+        for line in reversed(lines):
+            if any(m in line for m in marks):
+                return line.strip()[:300]
     return lines[-1].strip()[:300] if lines else "no output"
 
 

@@ -17,7 +17,7 @@ from stream.model.artifact import LoadedModel
 from stream.pipeline.decode import decode_events
 from stream.pipeline.encode import encode_output, stamp_scored_at
 from stream.pipeline.score import score_events
-from stream.pipeline.validate import validate_events
+from stream.pipeline.validate import Ranges, parse_ranges, validate_events
 
 Tap = Callable[[DataFrame], DataFrame]
 
@@ -27,10 +27,11 @@ def build_scores(
     model: LoadedModel,
     input_format: str = "json",
     writers: Mapping[int, Writer] | None = None,
+    ranges: Ranges | None = None,
 ) -> DataFrame:
     """Decoded, validated and scored rows (every input row, good or bad), stamped with ``scored_at``."""
     decoded = decode_events(raw, input_format, writers)
-    validated = validate_events(decoded)
+    validated = validate_events(decoded, ranges)
     scored = score_events(validated, model)
     return stamp_scored_at(scored)
 
@@ -49,7 +50,7 @@ def build_output(
     per-batch observation there). With Avro or auto input, ``writers`` are the
     schema ids the plan decodes (see ``stream.pipeline.decode``).
     """
-    scored = build_scores(raw, model, settings.input_format, writers)
+    scored = build_scores(raw, model, settings.input_format, writers, parse_ranges(settings.field_ranges))
     if tap is not None:
         scored = tap(scored)
     return encode_output(scored, settings, prediction_schema_id)

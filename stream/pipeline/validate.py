@@ -8,11 +8,15 @@ enumerations come from ``schemas/patient_event.v1.schema.json``.
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Mapping
+
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
 from stream.contract.codes import DECODE_CODES, ERROR_CODES
 from stream.contract.schema import FieldSpec, clinical_fields
+from stream.errors import ConfigError
 from stream.pipeline.columns import (
     DECODE_DETAIL,
     DECODE_ERROR,
@@ -38,8 +42,39 @@ def _present(f: FieldSpec) -> Column:
     return F.coalesce(F.map_contains_key(F.col(PRESENT), F.lit(f.name)), F.lit(False))
 
 
-def field_checks(f: FieldSpec) -> list[tuple[Column, str, str]]:
-    """(failing condition, code, detail) for one field, in the order they are tried."""
+Ranges = Mapping[str, tuple[float, float]]
+
+
+def parse_ranges(field_ranges: Mapping[str, str]) -> Ranges:
+    """``Settings.field_ranges`` checked against the contract: {field: (lo, hi)}.
+
+    Raises:
+        ConfigError: an unknown or non-numeric field, or not ``lo:hi`` with lo <= hi.
+    """
+    numeric = {f.name for f in clinical_fields() if f.kind in ("integer", "number")}
+    out: dict[str, tuple[float, float]] = {}
+    for name, text in field_ranges.items():
+        if name not in numeric:
+            msg = f"field_ranges: {name!r} is not a numeric clinical field (one of {', '.join(sorted(numeric))})"
+            raise ConfigError(msg)
+        try:
+            lo_text, hi_text = text.split(":")
+            lo, hi = float(lo_text), float(hi_text)
+        except ValueError as exc:
+            msg = f"field_ranges: {name}={text!r} must be lo:hi, e.g. {name}=100:700"
+            raise ConfigError(msg) from exc
+        if lo > hi:
+            msg = f"field_ranges: {name}={text!r} has lo > hi"
+            raise ConfigError(msg)
+        out[name] = (lo, hi)
+    return out
+
+
+def field_checks(f: FieldSpec, ranges: Ranges | None = None) -> list[tuple[Column, str, str]]:
+    """(failing condition, code, detail) for one field, in the order they are tried.
+
+    ``ranges`` overrides the contract's range of a numeric field (``Settings.field_ranges``).
+    """
     v = _value(f)
     raw = F.col(PRESENT)[f.name]
     checks: list[tuple[Column, str, str]] = []
@@ -61,6 +96,8 @@ def field_checks(f: FieldSpec) -> list[tuple[Column, str, str]]:
                 f"field {f.name} must be a finite number",
             )
         )
+    if ranges and f.name in ranges:
+        f = dataclasses.replace(f, minimum=ranges[f.name][0], maximum=ranges[f.name][1])
     if f.minimum is not None or f.maximum is not None:
         lo, hi = f.minimum, f.maximum
         cond = F.lit(False)
@@ -91,7 +128,7 @@ def event_time_column() -> Column:
     return F.when(raw.isNull(), F.col("timestamp")).otherwise(parsed)
 
 
-def validate_events(df: DataFrame) -> DataFrame:
+def validate_events(df: DataFrame, ranges: Ranges | None = None) -> DataFrame:
     """Add the verdict columns and the envelope columns.
 
     The checks are evaluated once, into the position of the first that fails
@@ -108,7 +145,7 @@ def validate_events(df: DataFrame) -> DataFrame:
             EVENT_TS: event_time_column(),
         }
     )
-    checks = [check for f in clinical_fields() for check in field_checks(f)]
+    checks = [check for f in clinical_fields() for check in field_checks(f, ranges)]
     checks.append((F.col(PATIENT_ID).isNull(), "NO_PATIENT_ID", "neither a patient_id field nor a message key"))
     checks.append(
         (

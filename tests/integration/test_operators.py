@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from stream.app.produce import generate, publish
+from stream.app.produce import Event, generate, publish
 from stream.config import load_settings
 from tests.helpers import consume, end_offsets_total, free_port, http_get, wait_for
 
@@ -119,7 +119,10 @@ def test_status_shows_the_lag_falling_to_zero_and_agrees_with_the_exporter(kafka
 
         def drained() -> bool:
             st = op.status()
-            assert st["running"] is True and st["pid"] == op.scorer.pid
+            if not st["running"]:  # the listener reports the start asynchronously
+                assert op.scorer.poll() is None, op.log.read_text()[-3000:]
+                return False
+            assert st["pid"] == op.scorer.pid
             if st["lag"] is not None:
                 seen.append(st["lag"]["total"])
             return st["lag"] is not None and st["lag"]["total"] == 0 and st["totals"]["input_rows"] == len(sent)
@@ -232,3 +235,45 @@ def test_run_exits_non_zero_with_the_scorers_last_words_when_the_scorer_dies(tmp
     said = next(e for e in errors if "the scorer exited" in e)
     assert "code -9" in said and "SIGKILL" in said, said
     print(f"\n`run` noticed the dead scorer after {noticed_s:.1f} s: {said.strip()}")
+
+
+def test_replay_sends_the_fixed_dead_letters_back_once(kafka_bootstrap, make_topics, tmp_path):
+    op = Operator(kafka_bootstrap, make_topics("events", "predictions", "dlq"), tmp_path,
+                  HEARTRISK_QUERY_NAME=f"ops-replay-{uuid.uuid4().hex[:6]}")
+    events = list(generate(150, "synthetic", op.settings, seed=8))
+    bad_ids = set()
+    for i, e in enumerate(events[:100]):  # a feed that sends cholesterol above the contract's 600
+        body = json.loads(e.value)
+        body["Cholesterol"] = 650
+        events[i] = Event(e.key, json.dumps(body).encode())
+        bad_ids.add(body["event_id"])
+    assert publish(iter(events), 150, op.settings, progress=False) == 150
+    try:
+        op.start()
+        consume(kafka_bootstrap, op.settings.output_topic, lambda r: len(r) >= 50, 180)
+        letters = consume(kafka_bootstrap, op.settings.dlq_topic, lambda r: len(r) >= 100, 60)
+        assert {json.loads(m.value())["error_code"] for m in letters} == {"OUT_OF_RANGE"}
+        op.stop()
+
+        dry = op.run("replay", "--code", "OUT_OF_RANGE", "--dry-run")
+        assert dry.returncode == 0 and len(dry.stdout.splitlines()) == 100, dry.stderr
+        assert "would send 100" in dry.stderr
+        assert end_offsets_total(kafka_bootstrap, op.settings.input_topic) == 150, "a dry run sends nothing"
+
+        op.env["HEARTRISK_FIELD_RANGES"] = "Cholesterol=100:700"  # the fix: a settings change
+        op.start()
+        sent = op.run("replay", "--code", "OUT_OF_RANGE", "--quiet")
+        assert sent.returncode == 0 and "sent 100" in sent.stderr, sent.stderr
+        preds = consume(kafka_bootstrap, op.settings.output_topic, lambda r: len(r) >= 150, 180)
+        again = op.run("replay", "--code", "OUT_OF_RANGE")
+        assert again.returncode == 0 and "sent 0" in again.stderr and "100 already replayed" in again.stderr
+        op.stop()
+    finally:
+        op.kill()
+    scored = Counter(json.loads(m.value())["event_id"] for m in preds)
+    assert {e for e in bad_ids if scored[e] == 1} == bad_ids, "each fixed event scored exactly once"
+    assert len(preds) == 150 and end_offsets_total(kafka_bootstrap, op.settings.dlq_topic) == 100
+    replayed = consume(kafka_bootstrap, op.settings.input_topic, lambda r: len(r) >= 250, 60)
+    marked = [dict(m.headers() or []) for m in replayed if m.headers()]
+    assert len(replayed) == 250 and len(marked) == 100
+    assert all(h["heartrisk-replay-of"].decode().startswith(op.settings.input_topic + "/") for h in marked)

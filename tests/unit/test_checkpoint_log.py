@@ -97,3 +97,31 @@ def test_running_means_an_active_state_and_a_live_process():
     })
     assert "not running (last state: terminated)" in text and "#4, 1,200 rows" in text and "1m 15s ago" in text
     assert "lag: 30 (p0 10, p1 20)" in text and "NOT_JSON 10" in text
+
+
+def test_replay_filters_all_must_hold():
+    from stream.app.replay import Filters
+
+    letter = {"error_code": "OUT_OF_RANGE", "partition": 1, "offset": 40, "event_id": "e-1"}
+    assert Filters().keep(letter, 1000)
+    assert Filters(codes=frozenset({"OUT_OF_RANGE"}), since_ms=900, until_ms=1000, partition=1,
+                   offsets=(40, 40), event_ids=frozenset({"e-1"})).keep(letter, 1000)
+    assert not Filters(codes=frozenset({"NOT_JSON"})).keep(letter, 1000)
+    assert not Filters(since_ms=1001).keep(letter, 1000)
+    assert not Filters(until_ms=999).keep(letter, 1000)
+    assert not Filters(partition=0).keep(letter, 1000)
+    assert not Filters(offsets=(41, 90)).keep(letter, 1000)
+    assert not Filters(event_ids=frozenset({"e-2"})).keep(letter, 1000)
+
+
+def test_field_ranges_are_checked_against_the_contract():
+    from stream.pipeline.validate import parse_ranges
+
+    assert parse_ranges({"Cholesterol": "100:700", "Age": "0:130"}) == {"Cholesterol": (100.0, 700.0),
+                                                                     "Age": (0.0, 130.0)}
+    with pytest.raises(ConfigError, match="not a numeric clinical field"):
+        parse_ranges({"Sex": "0:1"})
+    with pytest.raises(ConfigError, match="must be lo:hi"):
+        parse_ranges({"Cholesterol": "700"})
+    with pytest.raises(ConfigError, match="lo > hi"):
+        parse_ranges({"Cholesterol": "700:100"})

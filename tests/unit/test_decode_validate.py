@@ -100,3 +100,13 @@ def test_first_failing_check_wins_in_field_order(spark):
     (row,) = _rows(spark, [(b"k", _body(Age=500, Sex="X"))])
     assert row.error_code == "OUT_OF_RANGE"
     assert "Age" in row.error_detail
+
+
+def test_a_widened_range_accepts_what_the_contract_rejects(spark):
+    df = kafka_rows(spark, [(b"p", _body(Cholesterol=650)), (b"p", _body(Cholesterol=750))], timestamp=TS)
+    strict = validate_events(decode_events(df)).orderBy("offset").collect()
+    assert [r.error_code for r in strict] == ["OUT_OF_RANGE", "OUT_OF_RANGE"]
+    assert "[100, 600]" in strict[0].error_detail
+    wide = validate_events(decode_events(df), {"Cholesterol": (100.0, 700.0)}).orderBy("offset").collect()
+    assert [r.error_code for r in wide] == [None, "OUT_OF_RANGE"]
+    assert "[100, 700]" in wide[1].error_detail

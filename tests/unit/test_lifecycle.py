@@ -80,3 +80,16 @@ def test_real_time_mode_stops_at_once():
     query = BusyQuery(busy_polls=10**9)
     stop_gracefully(query, timeout_s=10, real_time=True)  # type: ignore[arg-type]
     assert query.stopped_at == 0
+
+
+def test_run_explains_a_dead_scorer_by_its_signal_or_its_last_error(tmp_path):
+    from stream.app.run import last_error
+
+    log = tmp_path / "scorer.log"
+    log.write_text("INFO started\n2026 ERROR Query terminated with error\nheartrisk: error: disk full\nINFO bye\n")
+    assert last_error(log, 1) == "heartrisk: error: disk full", "our own one-line error first"
+    assert last_error(log, -9) == "killed by signal SIGKILL", "a signal is the cause, whatever the JVM logged"
+    log.write_text("INFO started\n2026 ERROR Query terminated with error\nINFO bye\n")
+    assert last_error(log, 1) == "2026 ERROR Query terminated with error"
+    log.write_text("")
+    assert last_error(log, 1) == "no output"

@@ -1,0 +1,233 @@
+"""``heartrisk replay``: dead letters sent back to the input topic, once each, after the cause is fixed.
+
+A dead letter keeps the original message: its key and value (base64), and the
+topic, partition and offset it came from. A replay reads the dead-letter topic
+up to its current end, keeps the letters that match the filters (error code,
+the time they were dead-lettered, the original offsets, event ids), and
+publishes each original key and value to the input topic with three headers:
+``heartrisk-replay-of`` (``topic/partition/offset`` of the original),
+``heartrisk-replay-letter`` (``partition/offset`` of the letter) and
+``heartrisk-replayed-at``. The input's own headers are not kept by the stream,
+so they are not replayed.
+
+Each replayed letter is remembered in a compacted topic, ``<dead-letter
+topic>.replayed``, keyed by the letter's partition and offset, so a second
+replay skips it (``--force`` sends it again) and every operator sees the same
+record. The events are delivered first and recorded after: a replay cut short
+may send some events again next time, and never loses one. A letter whose
+value was truncated (over the size limit) cannot be replayed and is counted
+as such.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from stream.config import Settings
+from stream.errors import BrokerError
+from stream.local.topics import watermarks
+
+logger = logging.getLogger(__name__)
+
+REPLAYED_SUFFIX = ".replayed"
+
+
+@dataclass(frozen=True)
+class Filters:
+    """Which dead letters to replay (every given filter must hold)."""
+
+    codes: frozenset[str] = frozenset()
+    since_ms: int | None = None
+    until_ms: int | None = None
+    partition: int | None = None  # of the original input
+    offsets: tuple[int, int] | None = None  # original input offsets, inclusive
+    event_ids: frozenset[str] = frozenset()
+
+    def keep(self, letter: dict[str, Any], dead_lettered_ms: int) -> bool:
+        """Whether one letter matches."""
+        if self.codes and letter.get("error_code") not in self.codes:
+            return False
+        if self.since_ms is not None and dead_lettered_ms < self.since_ms:
+            return False
+        if self.until_ms is not None and dead_lettered_ms > self.until_ms:
+            return False
+        if self.partition is not None and letter.get("partition") != self.partition:
+            return False
+        if self.offsets is not None and not self.offsets[0] <= int(letter.get("offset", -1)) <= self.offsets[1]:
+            return False
+        return not self.event_ids or letter.get("event_id") in self.event_ids
+
+
+@dataclass
+class ReplayResult:
+    """What a replay found and did."""
+
+    matched: int = 0
+    sent: int = 0
+    already_replayed: int = 0
+    not_replayable: int = 0
+    by_code: dict[str, int] = field(default_factory=dict)
+    listed: list[str] = field(default_factory=list)  # --dry-run: one line per letter that would go
+
+
+def _read_topic(settings: Settings, topic: str, on_message: Callable[[Any], None]) -> int:
+    """Every message of a topic up to its end offsets when called; returns how many."""
+    from confluent_kafka import Consumer, TopicPartition
+
+    ends = watermarks(settings.kafka_client_config(), topic)
+    todo = {p: hi for p, (lo, hi) in ends.items() if hi > lo}
+    if not todo:
+        return 0
+    consumer = Consumer(settings.kafka_client_config(**{
+        "group.id": "heartrisk-replay", "enable.auto.commit": False, "enable.partition.eof": False,
+    }))
+    count = 0
+    try:
+        consumer.assign([TopicPartition(topic, p, ends[p][0]) for p in todo])
+        deadline = time.monotonic() + 60
+        while todo:
+            msg = consumer.poll(1.0)
+            if msg is None:
+                if time.monotonic() > deadline:
+                    stalled = f"reading {topic} stalled before its end offsets {todo}"
+                    raise BrokerError(stalled)
+                continue
+            if msg.error():
+                continue
+            deadline = time.monotonic() + 60
+            on_message(msg)
+            count += 1
+            part, offset = int(msg.partition() or 0), int(msg.offset() or 0)
+            if offset + 1 >= todo.get(part, 0):
+                todo.pop(part, None)
+    finally:
+        consumer.close()
+    return count
+
+
+def replayed_letters(settings: Settings) -> set[str]:
+    """Keys (``partition/offset`` of the letter) already replayed, from the compacted record topic."""
+    topic = settings.dlq_topic + REPLAYED_SUFFIX
+    done: set[str] = set()
+
+    def remember(msg: Any) -> None:
+        key = (msg.key() or b"").decode()
+        if msg.value() is None:
+            done.discard(key)
+        else:
+            done.add(key)
+
+    if topic in _topics(settings):
+        _read_topic(settings, topic, remember)
+    return done
+
+
+def _topics(settings: Settings) -> set[str]:
+    from confluent_kafka.admin import AdminClient
+
+    return set(AdminClient(settings.kafka_client_config()).list_topics(timeout=10).topics)
+
+
+def _ensure_record_topic(settings: Settings) -> str:
+    from confluent_kafka.admin import AdminClient
+    from confluent_kafka.cimpl import NewTopic
+
+    topic = settings.dlq_topic + REPLAYED_SUFFIX
+    if topic not in _topics(settings):
+        admin = AdminClient(settings.kafka_client_config())
+        futures = admin.create_topics([NewTopic(topic, 1, -1, config={"cleanup.policy": "compact"})])
+        for f in futures.values():
+            try:
+                f.result(30)
+            except Exception as exc:  # created meanwhile by another replay: fine
+                if "TOPIC_ALREADY_EXISTS" not in str(exc):
+                    msg = f"cannot create {topic}: {exc}"
+                    raise BrokerError(msg) from exc
+    return topic
+
+
+def replay(
+    settings: Settings, filters: Filters, dry_run: bool = False, force: bool = False,
+    to_topic: str | None = None, progress: Callable[[int, int], None] | None = None,
+) -> ReplayResult:
+    """Replay the matching dead letters (or, with ``dry_run``, list them)."""
+    from confluent_kafka import KafkaError, Producer
+
+    target = to_topic or settings.input_topic
+    done = set() if force else replayed_letters(settings)
+    result = ReplayResult()
+    chosen: list[tuple[str, dict[str, Any], int]] = []
+
+    def consider(msg: Any) -> None:
+        try:
+            letter = json.loads(msg.value() or b"")
+        except json.JSONDecodeError:
+            return
+        ts = msg.timestamp()[1]
+        if not isinstance(letter, dict) or not filters.keep(letter, ts):
+            return
+        result.matched += 1
+        key = f"{msg.partition()}/{msg.offset()}"
+        if key in done:
+            result.already_replayed += 1
+            return
+        if letter.get("value_truncated") or (letter.get("value_base64") is None and letter.get("value_size")):
+            result.not_replayable += 1
+            return
+        chosen.append((key, letter, ts))
+
+    _read_topic(settings, settings.dlq_topic, consider)
+    for _, letter, _ in chosen:
+        code = str(letter.get("error_code"))
+        result.by_code[code] = result.by_code.get(code, 0) + 1
+    if dry_run:
+        result.listed = [
+            f"{letter.get('error_code')} event={letter.get('event_id')} "
+            f"from={letter.get('topic')}/{letter.get('partition')}/{letter.get('offset')} letter={key}"
+            for key, letter, _ in chosen
+        ]
+        return result
+    if not chosen:
+        return result
+    record_topic = _ensure_record_topic(settings)
+    failures: list[str] = []
+
+    def on_delivery(err: KafkaError | None, _msg: Any) -> None:
+        if err is not None:
+            failures.append(err.str())
+
+    producer = Producer(settings.kafka_client_config(**{"enable.idempotence": True, "linger.ms": 20}))
+    now = str(int(time.time() * 1000)).encode()
+    for i, (key, letter, _) in enumerate(chosen, start=1):
+        origin = f"{letter.get('topic')}/{letter.get('partition')}/{letter.get('offset')}".encode()
+        k = letter.get("key_base64")
+        v = letter.get("value_base64")
+        producer.produce(
+            target, key=base64.b64decode(k) if k is not None else None,
+            value=base64.b64decode(v) if v is not None else None,
+            headers=[("heartrisk-replay-of", origin), ("heartrisk-replay-letter", key.encode()),
+                     ("heartrisk-replayed-at", now)],
+            on_delivery=on_delivery,
+        )
+        producer.poll(0)
+        if progress is not None:
+            progress(i, len(chosen))
+    if producer.flush(60) or failures:
+        msg = f"replay: {len(failures) or 'some'} events not delivered to {target} ({failures[:1]}); nothing recorded"
+        raise BrokerError(msg)
+    for key, letter, _ in chosen:  # only now: an event is never recorded as replayed before it is delivered
+        record = {"replayed_at": int(now), "to_topic": target, "event_id": letter.get("event_id")}
+        producer.produce(record_topic, key=key.encode(), value=json.dumps(record).encode(), on_delivery=on_delivery)
+        producer.poll(0)
+    if producer.flush(60) or failures:
+        msg = f"replay: the events went to {target}, but recording them in {record_topic} failed: {failures[:1]}"
+        raise BrokerError(msg)
+    result.sent = len(chosen)
+    logger.info('event="replayed" to="%s" sent=%d by_code=%s', target, result.sent, result.by_code)
+    return result

@@ -207,8 +207,10 @@ def build_parser() -> argparse.ArgumentParser:
               help="the first offsets at or after T (ISO 8601, e.g. 2026-11-27T10:00:00Z, or epoch ms)"),
          _opt("--to-latest", action="store_true", help="the end of the topic: skip everything not yet read"),
          _opt("--yes", action="store_true", help="do not ask for confirmation"))
-    _new(sub, "replay", "send dead letters back to the input topic after the cause is fixed, once each",
-         f"{ops}:replay_command", ("kafka", "input_topic", "dlq_topic", "log_level"),
+    _new(sub, "replay", "send dead letters back to the input topic after the cause is fixed, once each; or "
+         "(--from-input) score a range of input records again",
+         f"{ops}:replay_command", ("kafka", "input_topic", "dlq_topic", "formats", "model_dir",
+                                  "engine", "field_ranges", *SPARK),
          _opt("--code", action="append", metavar="CODE", help="only these error codes (repeat, or comma-separate)"),
          _opt("--since", default=None, metavar="T", help="only letters dead-lettered at or after T (ISO 8601 or ms)"),
          _opt("--until", default=None, metavar="T", help="only letters dead-lettered at or before T"),
@@ -218,7 +220,11 @@ def build_parser() -> argparse.ArgumentParser:
          _opt("--to-topic", default=None, metavar="TOPIC", help="publish there instead of the input topic"),
          _opt("--dry-run", action="store_true", help="list what would be sent; send nothing"),
          _opt("--force", action="store_true", help="send letters again that were replayed before"),
-         _opt("--quiet", action="store_true", help="no progress lines"))
+         _opt("--quiet", action="store_true", help="no progress lines"),
+         _opt("--from-input", action="store_true",
+              help="instead: input records --partition P --offsets A-B, published again for the running scorer"),
+         _opt("--into", default=None, metavar="TOPIC",
+              help="with --from-input: score them now (a Spark batch job) into this topic instead"))
     return parser
 
 

@@ -17,6 +17,12 @@ record. The events are delivered first and recorded after: a replay cut short
 may send some events again next time, and never loses one. A letter whose
 value was truncated (over the size limit) cannot be replayed and is counted
 as such.
+
+``--from-input --partition P --offsets A-B`` takes input records instead of
+dead letters: it publishes them again (with their own headers) for the running
+scorer to score with the model it serves now, or, with ``--into TOPIC``,
+scores them in a Spark batch job with the stream's own plan straight into that
+topic (dead letters go to the usual dead-letter topic).
 """
 
 from __future__ import annotations
@@ -231,3 +237,137 @@ def replay(
     result.sent = len(chosen)
     logger.info('event="replayed" to="%s" sent=%d by_code=%s', target, result.sent, result.by_code)
     return result
+
+
+@dataclass(frozen=True)
+class InputRange:
+    """Input offsets to score again: one partition, ``first``..``last`` inclusive."""
+
+    partition: int
+    first: int
+    last: int
+
+
+def check_range(settings: Settings, rng: InputRange) -> None:
+    """Refuse a range the input topic does not hold.
+
+    Raises:
+        ConfigError: no such partition, or offsets outside what the topic still holds.
+    """
+    from stream.errors import ConfigError
+
+    marks = watermarks(settings.kafka_client_config(), settings.input_topic)
+    if rng.partition not in marks:
+        msg = f"--partition {rng.partition}: {settings.input_topic} has partitions {sorted(marks)}"
+        raise ConfigError(msg)
+    lo, hi = marks[rng.partition]
+    if not lo <= rng.first <= rng.last < hi:
+        msg = (
+            f"--offsets {rng.first}-{rng.last}: partition {rng.partition} of {settings.input_topic} "
+            f"holds offsets {lo}-{hi - 1}"
+        )
+        raise ConfigError(msg)
+
+
+def republish_input(
+    settings: Settings, rng: InputRange, to_topic: str | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> int:
+    """Publish the range's records again (key, value and their own headers, plus the replay headers).
+
+    The running scorer then scores them again, with the model it serves now.
+    """
+    from confluent_kafka import KafkaError, Producer
+
+    check_range(settings, rng)
+    target = to_topic or settings.input_topic
+    total = rng.last - rng.first + 1
+    failures: list[str] = []
+
+    def on_delivery(err: KafkaError | None, _msg: Any) -> None:
+        if err is not None:
+            failures.append(err.str())
+
+    producer = Producer(settings.kafka_client_config(**{"enable.idempotence": True, "linger.ms": 20}))
+    now = str(int(time.time() * 1000)).encode()
+    sent = 0
+
+    def resend(msg: Any) -> None:
+        nonlocal sent
+        if not rng.first <= msg.offset() <= rng.last:
+            return
+        origin = f"{msg.topic()}/{msg.partition()}/{msg.offset()}".encode()
+        headers = [*(msg.headers() or []), ("heartrisk-replay-of", origin), ("heartrisk-replayed-at", now)]
+        producer.produce(target, key=msg.key(), value=msg.value(), headers=headers, on_delivery=on_delivery)
+        producer.poll(0)
+        sent += 1
+        if progress is not None:
+            progress(sent, total)
+
+    _read_range(settings, rng, resend)
+    if producer.flush(60) or failures:
+        msg = f"replay: {len(failures) or 'some'} records not delivered to {target}: {failures[:1]}"
+        raise BrokerError(msg)
+    return sent
+
+
+def _read_range(settings: Settings, rng: InputRange, on_message: Callable[[Any], None]) -> None:
+    from confluent_kafka import Consumer, TopicPartition
+
+    consumer = Consumer(settings.kafka_client_config(**{
+        "group.id": "heartrisk-replay", "enable.auto.commit": False,
+    }))
+    try:
+        consumer.assign([TopicPartition(settings.input_topic, rng.partition, rng.first)])
+        deadline = time.monotonic() + 60
+        while True:
+            msg = consumer.poll(1.0)
+            if msg is None:
+                if time.monotonic() > deadline:
+                    stalled = f"reading {settings.input_topic}[{rng.partition}] stalled before offset {rng.last}"
+                    raise BrokerError(stalled)
+                continue
+            if msg.error():
+                continue
+            deadline = time.monotonic() + 60
+            on_message(msg)
+            if int(msg.offset() or 0) >= rng.last:
+                return
+    finally:
+        consumer.close()
+
+
+def rescore_input(spark: Any, settings: Settings, model: Any, rng: InputRange, output_topic: str) -> int:
+    """Score the range again with Spark, the stream's own plan, into ``output_topic`` (dead letters as usual).
+
+    Returns the number of records written (predictions and dead letters).
+    """
+    import dataclasses
+
+    from stream.errors import ConfigError
+    from stream.pipeline.build import build_output
+    from stream.pipeline.columns import RAW_COLUMNS
+    from stream.pipeline.sink import kafka_sink_options
+
+    if settings.input_format != "json" or settings.output_format != "json":
+        msg = (
+            "replay --from-input --into scores JSON in and out; for Avro, leave out --into: "
+            "the records are published again and the running scorer scores them"
+        )
+        raise ConfigError(msg)
+    check_range(settings, rng)
+    topic = settings.input_topic
+    raw = (
+        spark.read.format("kafka").options(**settings.spark_kafka_options())
+        .option("assign", json.dumps({topic: [rng.partition]}))
+        .option("startingOffsets", json.dumps({topic: {str(rng.partition): rng.first}}))
+        .option("endingOffsets", json.dumps({topic: {str(rng.partition): rng.last + 1}}))
+        .load().select(*RAW_COLUMNS)
+    )
+    out = build_output(raw, model, dataclasses.replace(settings, output_topic=output_topic)).cache()
+    try:
+        written = out.count()
+        out.write.format("kafka").options(**kafka_sink_options(settings)).save()
+    finally:
+        out.unpersist()
+    return int(written)

@@ -277,3 +277,22 @@ def test_replay_sends_the_fixed_dead_letters_back_once(kafka_bootstrap, make_top
     marked = [dict(m.headers() or []) for m in replayed if m.headers()]
     assert len(replayed) == 250 and len(marked) == 100
     assert all(h["heartrisk-replay-of"].decode().startswith(op.settings.input_topic + "/") for h in marked)
+
+    # a range of input records scored again: now, by a batch job, into a topic of its own ...
+    (rescored_topic,) = make_topics("rescored")
+    first_ten = sorted((m for m in replayed if m.partition() == 0), key=lambda m: m.offset())[:10]
+    done = op.run("replay", "--from-input", "--partition", "0", "--offsets", "0-9", "--into", rescored_topic)
+    assert done.returncode == 0 and "scored 10 records" in done.stderr, done.stderr
+    rescored = consume(kafka_bootstrap, rescored_topic, lambda r: len(r) >= 10, 60)
+    assert sorted(json.loads(m.value())["event_id"] for m in rescored) == sorted(
+        json.loads(m.value())["event_id"] for m in first_ten)
+    # ... or published again, headers and all, for the running scorer
+    again = op.run("replay", "--from-input", "--partition", "0", "--offsets", "0-4", "--quiet")
+    assert again.returncode == 0 and "published 5 records" in again.stderr, again.stderr
+    inputs = consume(kafka_bootstrap, op.settings.input_topic, lambda r: len(r) >= 255, 60)
+    copies = [m for m in inputs if m.headers() and "heartrisk-replay-letter" not in dict(m.headers())
+              and dict(m.headers()).get("heartrisk-replay-of", b"").decode()
+              in {f"{op.settings.input_topic}/0/{i}" for i in range(5)}]  # not the dead-letter replays
+    assert sorted(m.value() for m in copies) == sorted(m.value() for m in first_ten[:5])
+    bad = op.run("replay", "--from-input", "--partition", "0", "--offsets", "0-999999")
+    assert bad.returncode == 2 and "holds offsets" in bad.stderr

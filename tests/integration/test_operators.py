@@ -226,7 +226,8 @@ def test_run_exits_non_zero_with_the_scorers_last_words_when_the_scorer_dies(tmp
         wait_for(lambda: any("the scorer exited" in e for e in errors), 10, interval_s=0.1,
                  what="`run` to notice within 10 s")
         noticed_s = time.monotonic() - killed_at
-        code = proc.wait(60)
+        code = proc.wait(60)  # it then stops the broker it started
+        exited_s = time.monotonic() - killed_at
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -234,7 +235,7 @@ def test_run_exits_non_zero_with_the_scorers_last_words_when_the_scorer_dies(tmp
     assert code == 1
     said = next(e for e in errors if "the scorer exited" in e)
     assert "code -9" in said and "SIGKILL" in said, said
-    print(f"\n`run` noticed the dead scorer after {noticed_s:.1f} s: {said.strip()}")
+    print(f"\n`run` noticed the dead scorer after {noticed_s:.1f} s and exited after {exited_s:.1f} s: {said.strip()}")
 
 
 def test_replay_sends_the_fixed_dead_letters_back_once(kafka_bootstrap, make_topics, tmp_path):

@@ -125,3 +125,17 @@ def test_field_ranges_are_checked_against_the_contract():
         parse_ranges({"Cholesterol": "700"})
     with pytest.raises(ConfigError, match="lo > hi"):
         parse_ranges({"Cholesterol": "700:100"})
+
+
+def test_a_hadoop_path_is_read_and_extended_through_spark_the_same_way(spark, tmp_path):
+    """The path an HDFS or S3 checkpoint takes (Spark's Hadoop file system), here on the local disk."""
+    from stream.app.checkpoint_log import HadoopFiles
+
+    spark_like(tmp_path)
+    files = HadoopFiles(spark, f"file://{tmp_path}")
+    assert files.batch_ids("offsets") == [0, 1] and files.batch_ids("nothing") == []
+    pos = committed(files, "events")
+    assert pos is not None and pos.batch_id == 0 and pos.offsets == {0: 10, 1: 20}
+    done = reset(files, "events", {0: 3, 1: 4}, running=False, confirm=lambda q: True)
+    assert done is not None and committed(LocalFiles(str(tmp_path)), "events").offsets == {0: 3, 1: 4}
+    assert files.read("missing") is None

@@ -84,10 +84,17 @@ class ReplayResult:
 
 def _read_topic(settings: Settings, topic: str, on_message: Callable[[Any], None]) -> int:
     """Every message of a topic up to its end offsets when called; returns how many."""
+    ends = watermarks(settings.kafka_client_config(), topic)
+    return _read(settings, topic, {p: (lo, hi) for p, (lo, hi) in ends.items() if hi > lo}, on_message)
+
+
+def _read(
+    settings: Settings, topic: str, ranges: dict[int, tuple[int, int]], on_message: Callable[[Any], None]
+) -> int:
+    """The messages of ``topic`` in ``ranges`` ({partition: (first, end)}, end exclusive); returns how many."""
     from confluent_kafka import Consumer, TopicPartition
 
-    ends = watermarks(settings.kafka_client_config(), topic)
-    todo = {p: hi for p, (lo, hi) in ends.items() if hi > lo}
+    todo = {p: end for p, (first, end) in ranges.items() if end > first}
     if not todo:
         return 0
     consumer = Consumer(settings.kafka_client_config(**{
@@ -95,21 +102,22 @@ def _read_topic(settings: Settings, topic: str, on_message: Callable[[Any], None
     }))
     count = 0
     try:
-        consumer.assign([TopicPartition(topic, p, ends[p][0]) for p in todo])
+        consumer.assign([TopicPartition(topic, p, ranges[p][0]) for p in todo])
         deadline = time.monotonic() + 60
         while todo:
             msg = consumer.poll(1.0)
             if msg is None:
                 if time.monotonic() > deadline:
-                    stalled = f"reading {topic} stalled before its end offsets {todo}"
+                    stalled = f"reading {topic} stalled before offsets {todo}"
                     raise BrokerError(stalled)
                 continue
             if msg.error():
                 continue
             deadline = time.monotonic() + 60
-            on_message(msg)
-            count += 1
             part, offset = int(msg.partition() or 0), int(msg.offset() or 0)
+            if offset < todo.get(part, -1):
+                on_message(msg)
+                count += 1
             if offset + 1 >= todo.get(part, 0):
                 todo.pop(part, None)
     finally:
@@ -158,13 +166,40 @@ def _ensure_record_topic(settings: Settings) -> str:
     return topic
 
 
+class _Sender:
+    """An idempotent producer that remembers failed deliveries."""
+
+    def __init__(self, settings: Settings) -> None:
+        from confluent_kafka import Producer
+
+        self.failures: list[str] = []
+        self.producer = Producer(settings.kafka_client_config(**{"enable.idempotence": True, "linger.ms": 20}))
+
+    def _delivered(self, err: Any, _msg: Any) -> None:
+        if err is not None:
+            self.failures.append(err.str())
+
+    def send(self, topic: str, key: bytes | None, value: bytes | None, headers: list[Any] | None = None) -> None:
+        """Queue one record."""
+        self.producer.produce(topic, key=key, value=value, headers=headers or [], on_delivery=self._delivered)
+        self.producer.poll(0)
+
+    def flush(self, what: str) -> None:
+        """Wait for every delivery.
+
+        Raises:
+            BrokerError: one failed or did not finish within a minute.
+        """
+        if self.producer.flush(60) or self.failures:
+            msg = f"replay: {what} failed ({len(self.failures) or 'some'} not delivered: {self.failures[:1]})"
+            raise BrokerError(msg)
+
+
 def replay(
     settings: Settings, filters: Filters, dry_run: bool = False, force: bool = False,
     to_topic: str | None = None, progress: Callable[[int, int], None] | None = None,
 ) -> ReplayResult:
     """Replay the matching dead letters (or, with ``dry_run``, list them)."""
-    from confluent_kafka import KafkaError, Producer
-
     target = to_topic or settings.input_topic
     done = set() if force else replayed_letters(settings)
     result = ReplayResult()
@@ -202,38 +237,22 @@ def replay(
     if not chosen:
         return result
     record_topic = _ensure_record_topic(settings)
-    failures: list[str] = []
-
-    def on_delivery(err: KafkaError | None, _msg: Any) -> None:
-        if err is not None:
-            failures.append(err.str())
-
-    producer = Producer(settings.kafka_client_config(**{"enable.idempotence": True, "linger.ms": 20}))
+    sender = _Sender(settings)
     now = str(int(time.time() * 1000)).encode()
     for i, (key, letter, _) in enumerate(chosen, start=1):
         origin = f"{letter.get('topic')}/{letter.get('partition')}/{letter.get('offset')}".encode()
-        k = letter.get("key_base64")
-        v = letter.get("value_base64")
-        producer.produce(
-            target, key=base64.b64decode(k) if k is not None else None,
-            value=base64.b64decode(v) if v is not None else None,
-            headers=[("heartrisk-replay-of", origin), ("heartrisk-replay-letter", key.encode()),
-                     ("heartrisk-replayed-at", now)],
-            on_delivery=on_delivery,
-        )
-        producer.poll(0)
+        k, v = letter.get("key_base64"), letter.get("value_base64")
+        headers = [("heartrisk-replay-of", origin), ("heartrisk-replay-letter", key.encode()),
+                   ("heartrisk-replayed-at", now)]
+        sender.send(target, base64.b64decode(k) if k is not None else None,
+                    base64.b64decode(v) if v is not None else None, headers)
         if progress is not None:
             progress(i, len(chosen))
-    if producer.flush(60) or failures:
-        msg = f"replay: {len(failures) or 'some'} events not delivered to {target} ({failures[:1]}); nothing recorded"
-        raise BrokerError(msg)
+    sender.flush(f"sending to {target} (nothing was recorded as replayed)")
     for key, letter, _ in chosen:  # only now: an event is never recorded as replayed before it is delivered
         record = {"replayed_at": int(now), "to_topic": target, "event_id": letter.get("event_id")}
-        producer.produce(record_topic, key=key.encode(), value=json.dumps(record).encode(), on_delivery=on_delivery)
-        producer.poll(0)
-    if producer.flush(60) or failures:
-        msg = f"replay: the events went to {target}, but recording them in {record_topic} failed: {failures[:1]}"
-        raise BrokerError(msg)
+        sender.send(record_topic, key.encode(), json.dumps(record).encode())
+    sender.flush(f"the events went to {target}, but recording them in {record_topic}")
     result.sent = len(chosen)
     logger.info('event="replayed" to="%s" sent=%d by_code=%s', target, result.sent, result.by_code)
     return result
@@ -277,64 +296,25 @@ def republish_input(
 
     The running scorer then scores them again, with the model it serves now.
     """
-    from confluent_kafka import KafkaError, Producer
-
     check_range(settings, rng)
     target = to_topic or settings.input_topic
     total = rng.last - rng.first + 1
-    failures: list[str] = []
-
-    def on_delivery(err: KafkaError | None, _msg: Any) -> None:
-        if err is not None:
-            failures.append(err.str())
-
-    producer = Producer(settings.kafka_client_config(**{"enable.idempotence": True, "linger.ms": 20}))
+    sender = _Sender(settings)
     now = str(int(time.time() * 1000)).encode()
     sent = 0
 
     def resend(msg: Any) -> None:
         nonlocal sent
-        if not rng.first <= msg.offset() <= rng.last:
-            return
         origin = f"{msg.topic()}/{msg.partition()}/{msg.offset()}".encode()
-        headers = [*(msg.headers() or []), ("heartrisk-replay-of", origin), ("heartrisk-replayed-at", now)]
-        producer.produce(target, key=msg.key(), value=msg.value(), headers=headers, on_delivery=on_delivery)
-        producer.poll(0)
+        sender.send(target, msg.key(), msg.value(),
+                    [*(msg.headers() or []), ("heartrisk-replay-of", origin), ("heartrisk-replayed-at", now)])
         sent += 1
         if progress is not None:
             progress(sent, total)
 
-    _read_range(settings, rng, resend)
-    if producer.flush(60) or failures:
-        msg = f"replay: {len(failures) or 'some'} records not delivered to {target}: {failures[:1]}"
-        raise BrokerError(msg)
+    _read(settings, settings.input_topic, {rng.partition: (rng.first, rng.last + 1)}, resend)
+    sender.flush(f"republishing to {target}")
     return sent
-
-
-def _read_range(settings: Settings, rng: InputRange, on_message: Callable[[Any], None]) -> None:
-    from confluent_kafka import Consumer, TopicPartition
-
-    consumer = Consumer(settings.kafka_client_config(**{
-        "group.id": "heartrisk-replay", "enable.auto.commit": False,
-    }))
-    try:
-        consumer.assign([TopicPartition(settings.input_topic, rng.partition, rng.first)])
-        deadline = time.monotonic() + 60
-        while True:
-            msg = consumer.poll(1.0)
-            if msg is None:
-                if time.monotonic() > deadline:
-                    stalled = f"reading {settings.input_topic}[{rng.partition}] stalled before offset {rng.last}"
-                    raise BrokerError(stalled)
-                continue
-            if msg.error():
-                continue
-            deadline = time.monotonic() + 60
-            on_message(msg)
-            if int(msg.offset() or 0) >= rng.last:
-                return
-    finally:
-        consumer.close()
 
 
 def rescore_input(spark: Any, settings: Settings, model: Any, rng: InputRange, output_topic: str) -> int:

@@ -10,7 +10,6 @@ broker's end offsets. Lag = end offset - committed offset, per partition.
 from __future__ import annotations
 
 import json
-import os
 import socket
 import sys
 import time
@@ -20,21 +19,11 @@ from typing import IO, Any
 from stream.app.checkpoint_log import committed, is_local, open_log
 from stream.config import Settings
 from stream.errors import BrokerError
+from stream.local.processes import alive
 from stream.local.topics import end_offsets
 from stream.monitor.progress import read_progress
 
 STALE_S = 60.0  # a progress file older than this, from another host, counts as not running
-
-
-def pid_alive(pid: int) -> bool:
-    """Whether a process with this pid exists on this host."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def is_running(progress: dict[str, Any] | None, now: float | None = None) -> bool:
@@ -42,7 +31,7 @@ def is_running(progress: dict[str, Any] | None, now: float | None = None) -> boo
     if not progress or progress.get("state") != "active":
         return False
     if progress.get("host") in (None, socket.gethostname()) and progress.get("pid"):
-        return pid_alive(int(progress["pid"]))
+        return alive(int(progress["pid"]))
     return (now or time.time()) - float(progress.get("updated_at") or 0) <= STALE_S
 
 

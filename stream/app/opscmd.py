@@ -173,7 +173,7 @@ def replay_command(args: argparse.Namespace, s: Settings) -> int:
 def _replay_input(args: argparse.Namespace, s: Settings) -> int:
     """``replay --from-input``: a range of input records scored again."""
     from stream.app.produce import Progress
-    from stream.app.replay import InputRange, republish_input, rescore_input
+    from stream.app.rescore import InputRange, republish_input, rescore_input
     from stream.errors import ConfigError
 
     rng_ = _offset_range(args.offsets)

@@ -18,11 +18,8 @@ may send some events again next time, and never loses one. A letter whose
 value was truncated (over the size limit) cannot be replayed and is counted
 as such.
 
-``--from-input --partition P --offsets A-B`` takes input records instead of
-dead letters: it publishes them again (with their own headers) for the running
-scorer to score with the model it serves now, or, with ``--into TOPIC``,
-scores them in a Spark batch job with the stream's own plan straight into that
-topic (dead letters go to the usual dead-letter topic).
+``heartrisk replay --from-input`` (a range of input records instead of dead
+letters) is ``stream.app.rescore``.
 """
 
 from __future__ import annotations
@@ -85,10 +82,10 @@ class ReplayResult:
 def _read_topic(settings: Settings, topic: str, on_message: Callable[[Any], None]) -> int:
     """Every message of a topic up to its end offsets when called; returns how many."""
     ends = watermarks(settings.kafka_client_config(), topic)
-    return _read(settings, topic, {p: (lo, hi) for p, (lo, hi) in ends.items() if hi > lo}, on_message)
+    return read_ranges(settings, topic, {p: (lo, hi) for p, (lo, hi) in ends.items() if hi > lo}, on_message)
 
 
-def _read(
+def read_ranges(
     settings: Settings, topic: str, ranges: dict[int, tuple[int, int]], on_message: Callable[[Any], None]
 ) -> int:
     """The messages of ``topic`` in ``ranges`` ({partition: (first, end)}, end exclusive); returns how many."""
@@ -166,7 +163,7 @@ def _ensure_record_topic(settings: Settings) -> str:
     return topic
 
 
-class _Sender:
+class Sender:
     """An idempotent producer that remembers failed deliveries."""
 
     def __init__(self, settings: Settings) -> None:
@@ -237,7 +234,7 @@ def replay(
     if not chosen:
         return result
     record_topic = _ensure_record_topic(settings)
-    sender = _Sender(settings)
+    sender = Sender(settings)
     now = str(int(time.time() * 1000)).encode()
     for i, (key, letter, _) in enumerate(chosen, start=1):
         origin = f"{letter.get('topic')}/{letter.get('partition')}/{letter.get('offset')}".encode()
@@ -256,98 +253,3 @@ def replay(
     result.sent = len(chosen)
     logger.info('event="replayed" to="%s" sent=%d by_code=%s', target, result.sent, result.by_code)
     return result
-
-
-@dataclass(frozen=True)
-class InputRange:
-    """Input offsets to score again: one partition, ``first``..``last`` inclusive."""
-
-    partition: int
-    first: int
-    last: int
-
-
-def check_range(settings: Settings, rng: InputRange) -> None:
-    """Refuse a range the input topic does not hold.
-
-    Raises:
-        ConfigError: no such partition, or offsets outside what the topic still holds.
-    """
-    from stream.errors import ConfigError
-
-    marks = watermarks(settings.kafka_client_config(), settings.input_topic)
-    if rng.partition not in marks:
-        msg = f"--partition {rng.partition}: {settings.input_topic} has partitions {sorted(marks)}"
-        raise ConfigError(msg)
-    lo, hi = marks[rng.partition]
-    if not lo <= rng.first <= rng.last < hi:
-        msg = (
-            f"--offsets {rng.first}-{rng.last}: partition {rng.partition} of {settings.input_topic} "
-            f"holds offsets {lo}-{hi - 1}"
-        )
-        raise ConfigError(msg)
-
-
-def republish_input(
-    settings: Settings, rng: InputRange, to_topic: str | None = None,
-    progress: Callable[[int, int], None] | None = None,
-) -> int:
-    """Publish the range's records again (key, value and their own headers, plus the replay headers).
-
-    The running scorer then scores them again, with the model it serves now.
-    """
-    check_range(settings, rng)
-    target = to_topic or settings.input_topic
-    total = rng.last - rng.first + 1
-    sender = _Sender(settings)
-    now = str(int(time.time() * 1000)).encode()
-    sent = 0
-
-    def resend(msg: Any) -> None:
-        nonlocal sent
-        origin = f"{msg.topic()}/{msg.partition()}/{msg.offset()}".encode()
-        sender.send(target, msg.key(), msg.value(),
-                    [*(msg.headers() or []), ("heartrisk-replay-of", origin), ("heartrisk-replayed-at", now)])
-        sent += 1
-        if progress is not None:
-            progress(sent, total)
-
-    _read(settings, settings.input_topic, {rng.partition: (rng.first, rng.last + 1)}, resend)
-    sender.flush(f"republishing to {target}")
-    return sent
-
-
-def rescore_input(spark: Any, settings: Settings, model: Any, rng: InputRange, output_topic: str) -> int:
-    """Score the range again with Spark, the stream's own plan, into ``output_topic`` (dead letters as usual).
-
-    Returns the number of records written (predictions and dead letters).
-    """
-    import dataclasses
-
-    from stream.errors import ConfigError
-    from stream.pipeline.build import build_output
-    from stream.pipeline.columns import RAW_COLUMNS
-    from stream.pipeline.sink import kafka_sink_options
-
-    if settings.input_format != "json" or settings.output_format != "json":
-        msg = (
-            "replay --from-input --into scores JSON in and out; for Avro, leave out --into: "
-            "the records are published again and the running scorer scores them"
-        )
-        raise ConfigError(msg)
-    check_range(settings, rng)
-    topic = settings.input_topic
-    raw = (
-        spark.read.format("kafka").options(**settings.spark_kafka_options())
-        .option("assign", json.dumps({topic: [rng.partition]}))
-        .option("startingOffsets", json.dumps({topic: {str(rng.partition): rng.first}}))
-        .option("endingOffsets", json.dumps({topic: {str(rng.partition): rng.last + 1}}))
-        .load().select(*RAW_COLUMNS)
-    )
-    out = build_output(raw, model, dataclasses.replace(settings, output_topic=output_topic)).cache()
-    try:
-        written = out.count()
-        out.write.format("kafka").options(**kafka_sink_options(settings)).save()
-    finally:
-        out.unpersist()
-    return int(written)

@@ -31,12 +31,13 @@ class LagGroup:
             "group.id": group_id, "enable.auto.commit": False, "log_level": 3,
         }))
         self.failures = 0
+        self.closed = False
 
     def commit(self, end_offset: str | dict[str, Any] | None) -> None:
         """Commit one batch's end offsets; a failure is logged, never raised."""
         from confluent_kafka import KafkaException, TopicPartition
 
-        if not end_offset:
+        if not end_offset or self.closed:
             return
         try:
             data = json.loads(end_offset) if isinstance(end_offset, str) else end_offset
@@ -49,5 +50,7 @@ class LagGroup:
                            self.group_id, self.failures, str(exc)[:200])
 
     def close(self) -> None:
-        """Leave nothing open."""
-        self.consumer.close()
+        """Leave nothing open (the query has ended); later commits are ignored."""
+        if not self.closed:
+            self.closed = True
+            self.consumer.close()

@@ -179,6 +179,7 @@ def start_scorer(
     listener = ProgressListener(
         settings.progress_path, settings.query_name, model.version,
         on_batch_committed=lag_group.commit if lag_group is not None else None,
+        on_closed=lag_group.close if lag_group is not None else None,
     )
     spark.streams.addListener(listener)
 

@@ -33,9 +33,11 @@ class ProgressListener(StreamingQueryListener):
     def __init__(
         self, path: Path, query_name: str, model_version: str,
         on_batch_committed: Callable[[Any], None] | None = None,
+        on_closed: Callable[[], None] | None = None,
     ) -> None:
         super().__init__()
         self.on_batch_committed = on_batch_committed  # given each batch's source end offsets
+        self.on_closed = on_closed  # called once, when the query has ended for good
         self.path = path
         self.query_name = query_name
         self.model_version = model_version
@@ -173,3 +175,5 @@ class ProgressListener(StreamingQueryListener):
         self.closed = True
         self.state["state"] = "failed" if event.exception else "terminated"
         self._save()
+        if self.on_closed is not None:
+            self.on_closed()

@@ -14,6 +14,7 @@ import json
 from collections import Counter
 
 import fastavro
+import jsonschema
 import pytest
 from confluent_kafka.schema_registry import SchemaRegistryClient
 from confluent_kafka.schema_registry.avro import AvroDeserializer
@@ -26,6 +27,7 @@ from stream.app.tail import tail
 from stream.config import load_settings
 from stream.contract.avro import event_schema_versions, frame, load_avsc, parse_header
 from stream.contract.registry import SchemaRegistry, subject_for
+from stream.contract.schema import load_json
 from stream.monitor.progress import read_progress
 from tests.helpers import consume, end_offsets_total, free_port, wait_for
 
@@ -135,6 +137,9 @@ def test_avro_in_avro_out_with_every_avro_error_reconciles_and_the_query_keeps_r
     letters = [json.loads(m.value()) for m in dead]
     codes = Counter(r["error_code"] for r in letters)
     assert codes == Counter(e.expected_code for e in bad)
+    contract = load_json("dead_letter.v1.schema.json")
+    for r in letters:  # every Avro code is in the dead-letter contract
+        jsonschema.validate(r, contract)
     by_key = {e.key: e.expected_code for e in bad}
     assert all(by_key[base64.b64decode(r["key_base64"])] == r["error_code"] for r in letters if r["key_base64"])
     assert {"BAD_MAGIC_BYTE", "UNKNOWN_SCHEMA_ID", "CORRUPT_AVRO", "INCOMPATIBLE_SCHEMA", "OUT_OF_RANGE",

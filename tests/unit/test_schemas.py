@@ -109,3 +109,10 @@ def test_example_event_validates_against_json_schema():
         jsonschema.validate(example, schema)
         with pytest.raises(jsonschema.ValidationError):
             jsonschema.validate({**example, "Age": 121}, schema)
+
+
+def test_the_dead_letter_schema_names_every_code_the_scorer_writes():
+    from stream.contract.codes import ERROR_CODES
+
+    schema = load_json("dead_letter.v1.schema.json")
+    assert set(schema["properties"]["error_code"]["enum"]) == set(ERROR_CODES), "Avro's codes included"

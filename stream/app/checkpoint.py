@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import json
 import logging
-from typing import Any, cast
 
 from pyspark.sql import SparkSession
 
+from stream.app.checkpoint_log import OFFSETS, HadoopFiles, LogFiles, batch_ids
 from stream.config import Settings
 from stream.errors import CheckpointError
 
@@ -22,35 +22,18 @@ logger = logging.getLogger(__name__)
 FINGERPRINT_FILE = "heartrisk-fingerprint.json"
 
 
-def _jvm(spark: SparkSession) -> Any:
-    return cast(Any, spark)._jvm
-
-
-def _hpath(spark: SparkSession, *parts: Any) -> Any:
-    return _jvm(spark).org.apache.hadoop.fs.Path(*parts)
-
-
-def _fs_and_path(spark: SparkSession, location: str) -> tuple[Any, Any]:
-    conf = cast(Any, spark)._jsc.hadoopConfiguration()
-    path = _hpath(spark, location)
-    return path.getFileSystem(conf), path
+def fingerprint_of(files: LogFiles) -> dict[str, str] | None:
+    """The stored fingerprint of a checkpoint, or None when it has none yet."""
+    text = files.read(FINGERPRINT_FILE)
+    if text is None:
+        return None
+    data: dict[str, str] = json.loads(text)
+    return data
 
 
 def read_fingerprint(spark: SparkSession, location: str) -> dict[str, str] | None:
-    """The stored fingerprint, or None when the checkpoint has none yet."""
-    fs, root = _fs_and_path(spark, location)
-    jvm = _jvm(spark)
-    path = _hpath(spark, root, FINGERPRINT_FILE)
-    if not fs.exists(path):
-        return None
-    stream = fs.open(path)
-    try:
-        reader = jvm.java.io.BufferedReader(jvm.java.io.InputStreamReader(stream, "UTF-8"))
-        text = "".join(iter(reader.readLine, None))
-    finally:
-        stream.close()
-    data: dict[str, str] = json.loads(text)
-    return data
+    """The stored fingerprint (any Hadoop path), or None when the checkpoint has none yet."""
+    return fingerprint_of(HadoopFiles(spark, location))
 
 
 def check_fingerprint(spark: SparkSession, settings: Settings) -> None:
@@ -61,18 +44,12 @@ def check_fingerprint(spark: SparkSession, settings: Settings) -> None:
     """
     location = settings.checkpoint_location
     wanted = settings.fingerprint()
-    stored = read_fingerprint(spark, location)
+    files = HadoopFiles(spark, location)
+    stored = fingerprint_of(files)
     if stored is None:
-        fs, root = _fs_and_path(spark, location)
-        has_offsets = fs.exists(_hpath(spark, root, "offsets"))
-        if has_offsets:
+        if batch_ids(files, OFFSETS):
             logger.warning('event="checkpoint without fingerprint, adopting it" location="%s"', location)
-        fs.mkdirs(root)
-        out = fs.create(_hpath(spark, root, FINGERPRINT_FILE), True)
-        try:
-            out.write(bytearray(json.dumps(wanted, indent=2, sort_keys=True).encode()))
-        finally:
-            out.close()
+        files.write(FINGERPRINT_FILE, json.dumps(wanted, indent=2, sort_keys=True))
         return
     diffs = [k for k in wanted if stored.get(k) != wanted[k]]
     if diffs:

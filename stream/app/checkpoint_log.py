@@ -33,8 +33,8 @@ class LogFiles(Protocol):
 
     location: str
 
-    def batch_ids(self, folder: str) -> list[int]:
-        """The numbered entries of ``offsets`` or ``commits`` (ascending)."""
+    def names(self, folder: str) -> list[str]:
+        """The names of the files in a folder (sorted; [] when there is no such folder)."""
         ...
 
     def read(self, name: str) -> str | None:
@@ -58,10 +58,10 @@ class LocalFiles:
         self.location = location
         self.root = Path(location.removeprefix("file://"))
 
-    def batch_ids(self, folder: str) -> list[int]:
-        """Numbered entries of a log folder."""
+    def names(self, folder: str) -> list[str]:
+        """Names of the files in a folder."""
         d = self.root / folder
-        return sorted(int(p.name) for p in d.iterdir() if p.name.isdigit()) if d.is_dir() else []
+        return sorted(p.name for p in d.iterdir()) if d.is_dir() else []
 
     def read(self, name: str) -> str | None:
         """Text of a file, or None."""
@@ -93,12 +93,12 @@ class HadoopFiles:
     def _path(self, name: str) -> Any:
         return self.jvm.org.apache.hadoop.fs.Path(self.root, name)
 
-    def batch_ids(self, folder: str) -> list[int]:
-        """Numbered entries of a log folder."""
+    def names(self, folder: str) -> list[str]:
+        """Names of the files in a folder."""
         d = self._path(folder)
         if not self.fs.exists(d):
             return []
-        return sorted(int(n) for f in self.fs.listStatus(d) if (n := f.getPath().getName()).isdigit())
+        return sorted(str(f.getPath().getName()) for f in self.fs.listStatus(d))
 
     def read(self, name: str) -> str | None:
         """Text of a file, or None."""
@@ -119,6 +119,11 @@ class HadoopFiles:
             out.write(bytearray(text.encode()))
         finally:
             out.close()
+
+
+def batch_ids(files: LogFiles, folder: str) -> list[int]:
+    """The numbered entries of ``offsets`` or ``commits`` (ascending)."""
+    return sorted(int(n) for n in files.names(folder) if n.isdigit())
 
 
 def open_log(location: str, spark: Any = None) -> LogFiles:
@@ -153,7 +158,7 @@ def source_offsets(text: str, topic: str) -> dict[int, int] | None:
 
 def committed(files: LogFiles, topic: str) -> Position | None:
     """The end of the last committed batch, or where a new query started; None for an empty checkpoint."""
-    done = files.batch_ids(COMMITS)
+    done = batch_ids(files, COMMITS)
     for batch_id in reversed(done):
         text = files.read(f"{OFFSETS}/{batch_id}")
         if text is None:

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
-from stream.app.checkpoint_log import COMMITS, OFFSETS, LogFiles, committed
+from stream.app.checkpoint_log import COMMITS, OFFSETS, LogFiles, batch_ids, committed
 from stream.config import Settings
 from stream.errors import CheckpointError, ConfigError
 from stream.local.topics import watermarks
@@ -125,7 +125,7 @@ def reset(
     if running:
         msg = "the query is running: stop the scorer first (SIGTERM lets the batch in flight commit), then reset"
         raise CheckpointError(msg)
-    ids = files.batch_ids(OFFSETS)
+    ids = batch_ids(files, OFFSETS)
     if not ids:
         msg = (
             f"checkpoint {files.location} has no batch yet: a new query starts from --starting-offsets "

@@ -24,29 +24,28 @@ def _spark_for(s: Settings, what: str) -> Any:
 def status_command(args: argparse.Namespace, s: Settings) -> int:
     """One scorer at a glance."""
     from stream.app.status import show_status
-    from stream.session import get_spark
 
-    return show_status(s, as_json=args.json, watch=args.watch, spark_factory=lambda: get_spark(s, "heartrisk-status"))
+    spark = _spark_for(s, "status")
+    try:
+        return show_status(s, as_json=args.json, watch=args.watch, spark=spark)
+    finally:
+        if spark is not None:
+            spark.stop()
 
 
 def checkpoint_show_command(args: argparse.Namespace, s: Settings) -> int:
     """The committed offsets, the fingerprint, the last batch, the lag and the backups of past resets."""
-    from stream.app.checkpoint import read_fingerprint
+    from stream.app.checkpoint import fingerprint_of
     from stream.app.checkpoint_log import open_log
+    from stream.app.checkpoint_reset import BACKUPS
     from stream.app.status import gather
 
     spark = _spark_for(s, "checkpoint")
     try:
         files = open_log(s.checkpoint_location, spark)
         st = gather(s, spark)
-        if spark is None:
-            from pathlib import Path
-
-            fp_path = Path(s.checkpoint_location.removeprefix("file://")) / "heartrisk-fingerprint.json"
-            fingerprint = json.loads(fp_path.read_text()) if fp_path.exists() else None
-        else:
-            fingerprint = read_fingerprint(spark, s.checkpoint_location)
-        backups = _backups(files)
+        fingerprint = fingerprint_of(files)
+        backups = files.names(BACKUPS)
     finally:
         if spark is not None:
             spark.stop()
@@ -70,16 +69,6 @@ def checkpoint_show_command(args: argparse.Namespace, s: Settings) -> int:
     if backups:
         print("  backups of past resets: " + ", ".join(backups))
     return 0
-
-
-def _backups(files: Any) -> list[str]:
-    from stream.app.checkpoint_log import LocalFiles
-    from stream.app.checkpoint_reset import BACKUPS
-
-    if isinstance(files, LocalFiles):
-        d = files.root / BACKUPS
-        return sorted(p.name for p in d.iterdir()) if d.is_dir() else []
-    return []
 
 
 def checkpoint_reset_command(args: argparse.Namespace, s: Settings) -> int:

@@ -13,10 +13,9 @@ import json
 import socket
 import sys
 import time
-from collections.abc import Callable
 from typing import IO, Any
 
-from stream.app.checkpoint_log import committed, is_local, open_log
+from stream.app.checkpoint_log import committed, open_log
 from stream.config import Settings
 from stream.errors import BrokerError
 from stream.local.processes import alive
@@ -127,13 +126,13 @@ def render(st: dict[str, Any]) -> str:
 
 def show_status(
     settings: Settings, as_json: bool = False, watch: float = 0.0, out: IO[str] | None = None,
-    spark_factory: Callable[[], Any] | None = None, rounds: int = 0,
+    spark: Any = None, rounds: int = 0,
 ) -> int:
-    """Print the status once, or every ``watch`` seconds until Ctrl-C (or ``rounds`` times)."""
+    """Print the status once, or every ``watch`` seconds until Ctrl-C (or ``rounds`` times).
+
+    ``spark`` reads a checkpoint that is not on the local disk (HDFS, S3 ...).
+    """
     out = out or sys.stdout
-    spark = None
-    if not is_local(settings.checkpoint_location) and spark_factory is not None:
-        spark = spark_factory()
     done = 0
     try:
         while True:
@@ -151,6 +150,3 @@ def show_status(
             time.sleep(watch)
     except KeyboardInterrupt:
         return 0
-    finally:
-        if spark is not None:
-            spark.stop()

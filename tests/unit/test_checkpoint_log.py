@@ -7,7 +7,7 @@ import os
 
 import pytest
 
-from stream.app.checkpoint_log import LocalFiles, committed, source_offsets
+from stream.app.checkpoint_log import LocalFiles, batch_ids, committed, source_offsets
 from stream.app.checkpoint_reset import parse_offsets, parse_time, reset
 from stream.app.status import is_running, render
 from stream.errors import CheckpointError, ConfigError
@@ -133,9 +133,11 @@ def test_a_hadoop_path_is_read_and_extended_through_spark_the_same_way(spark, tm
 
     spark_like(tmp_path)
     files = HadoopFiles(spark, f"file://{tmp_path}")
-    assert files.batch_ids("offsets") == [0, 1] and files.batch_ids("nothing") == []
+    assert batch_ids(files, "offsets") == [0, 1] and files.names("nothing") == []
+    assert files.names("commits") == ["0"]
     pos = committed(files, "events")
     assert pos is not None and pos.batch_id == 0 and pos.offsets == {0: 10, 1: 20}
     done = reset(files, "events", {0: 3, 1: 4}, running=False, confirm=lambda q: True)
     assert done is not None and committed(LocalFiles(str(tmp_path)), "events").offsets == {0: 3, 1: 4}
+    assert files.names("heartrisk-backups") == ["reset-2.json"], "the backups are listed on any Hadoop path"
     assert files.read("missing") is None

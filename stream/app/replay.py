@@ -34,7 +34,7 @@ from typing import Any
 
 from stream.config import Settings
 from stream.errors import BrokerError
-from stream.local.topics import watermarks
+from stream.local.topics import ensure_topics, watermarks
 
 logger = logging.getLogger(__name__)
 
@@ -146,20 +146,9 @@ def _topics(settings: Settings) -> set[str]:
 
 
 def _ensure_record_topic(settings: Settings) -> str:
-    from confluent_kafka.admin import AdminClient
-    from confluent_kafka.cimpl import NewTopic
-
     topic = settings.dlq_topic + REPLAYED_SUFFIX
-    if topic not in _topics(settings):
-        admin = AdminClient(settings.kafka_client_config())
-        futures = admin.create_topics([NewTopic(topic, 1, -1, config={"cleanup.policy": "compact"})])
-        for f in futures.values():
-            try:
-                f.result(30)
-            except Exception as exc:  # created meanwhile by another replay: fine
-                if "TOPIC_ALREADY_EXISTS" not in str(exc):
-                    msg = f"cannot create {topic}: {exc}"
-                    raise BrokerError(msg) from exc
+    ensure_topics(settings.bootstrap_servers, [topic], 1, dict(settings.kafka_options),
+                  topic_config={"cleanup.policy": "compact"})
     return topic
 
 

@@ -29,8 +29,9 @@ def ensure_topics(
     partitions: int,
     extra_config: dict[str, str] | None = None,
     timeout_s: float = 30.0,
+    topic_config: dict[str, str] | None = None,
 ) -> list[str]:
-    """Create the topics that do not exist yet; return the names created."""
+    """Create the topics that do not exist yet (with ``topic_config``, e.g. compaction); return the names created."""
     conf: dict[str, Any] = {"bootstrap.servers": bootstrap, **(extra_config or {})}
     admin = AdminClient(conf)
     wanted = list(dict.fromkeys(topics))
@@ -41,7 +42,7 @@ def ensure_topics(
     created: list[str] = []
     if missing:
         futures = admin.create_topics(
-            [NewTopic(t, num_partitions=partitions, replication_factor=1) for t in missing],
+            [NewTopic(t, num_partitions=partitions, replication_factor=1, config=topic_config or {}) for t in missing],
             operation_timeout=timeout_s,
         )
         for name, fut in futures.items():

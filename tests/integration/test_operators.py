@@ -94,6 +94,15 @@ def group_offsets(settings, group: str) -> dict[str, int]:
     return {str(tp.partition): tp.offset for tp in got if tp.offset >= 0}
 
 
+def topic_config(settings, topic: str) -> dict[str, str]:
+    """A topic's configuration, as the broker reports it."""
+    from confluent_kafka.admin import AdminClient, ConfigResource
+
+    admin = AdminClient(settings.kafka_client_config())
+    (fut,) = admin.describe_configs([ConfigResource(ConfigResource.Type.TOPIC, topic)]).values()
+    return {k: v.value for k, v in fut.result(30).items()}
+
+
 def _prom(text: str, name: str, **labels: str) -> float | None:
     want = name + ("{" + ",".join(f'{k}="{v}"' for k, v in labels.items()) + "}" if labels else "")
     for line in text.splitlines():
@@ -268,6 +277,7 @@ def test_replay_sends_the_fixed_dead_letters_back_once(kafka_bootstrap, make_top
         preds = consume(kafka_bootstrap, op.settings.output_topic, lambda r: len(r) >= 150, 180)
         again = op.run("replay", "--code", "OUT_OF_RANGE")
         assert again.returncode == 0 and "sent 0" in again.stderr and "100 already replayed" in again.stderr
+        assert topic_config(op.settings, op.settings.dlq_topic + ".replayed")["cleanup.policy"] == "compact"
         op.stop()
     finally:
         op.kill()

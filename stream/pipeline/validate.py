@@ -9,14 +9,13 @@ enumerations come from ``schemas/patient_event.v1.schema.json``.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
 
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
+from stream.contract.check import Ranges, parse_ranges
 from stream.contract.codes import DECODE_CODES, ERROR_CODES
 from stream.contract.schema import FieldSpec, clinical_fields
-from stream.errors import ConfigError
 from stream.pipeline.columns import (
     DECODE_DETAIL,
     DECODE_ERROR,
@@ -30,6 +29,7 @@ from stream.pipeline.columns import (
     STAGE,
 )
 
+__all__ = ["Ranges", "event_time_column", "field_checks", "parse_ranges", "patient_id_column", "validate_events"]
 _VERDICT = "_verdict"
 _TYPE_WORD = {"integer": "an integer", "number": "a number", "category": "a string"}
 
@@ -40,34 +40,6 @@ def _value(f: FieldSpec) -> Column:
 
 def _present(f: FieldSpec) -> Column:
     return F.coalesce(F.map_contains_key(F.col(PRESENT), F.lit(f.name)), F.lit(False))
-
-
-Ranges = Mapping[str, tuple[float, float]]
-
-
-def parse_ranges(field_ranges: Mapping[str, str]) -> Ranges:
-    """``Settings.field_ranges`` checked against the contract: {field: (lo, hi)}.
-
-    Raises:
-        ConfigError: an unknown or non-numeric field, or not ``lo:hi`` with lo <= hi.
-    """
-    numeric = {f.name for f in clinical_fields() if f.kind in ("integer", "number")}
-    out: dict[str, tuple[float, float]] = {}
-    for name, text in field_ranges.items():
-        if name not in numeric:
-            msg = f"field_ranges: {name!r} is not a numeric clinical field (one of {', '.join(sorted(numeric))})"
-            raise ConfigError(msg)
-        try:
-            lo_text, hi_text = text.split(":")
-            lo, hi = float(lo_text), float(hi_text)
-        except ValueError as exc:
-            msg = f"field_ranges: {name}={text!r} must be lo:hi, e.g. {name}=100:700"
-            raise ConfigError(msg) from exc
-        if lo > hi:
-            msg = f"field_ranges: {name}={text!r} has lo > hi"
-            raise ConfigError(msg)
-        out[name] = (lo, hi)
-    return out
 
 
 def field_checks(f: FieldSpec, ranges: Ranges | None = None) -> list[tuple[Column, str, str]]:

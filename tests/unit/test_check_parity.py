@@ -28,10 +28,11 @@ TS_US = int(TS.timestamp() * 1_000_000)
 def _spark_verdicts(spark, values: list[bytes]) -> list[tuple]:
     df = kafka_rows(spark, [(None, v) for v in values], timestamp=TS)
     out = validate_events(decode_events(df)).select(
-        "offset", "error_code", "patient_id", "event_id", F.date_format("event_ts", ISO_MILLIS).alias("t")
+        "offset", "error_code", "patient_id", "event_id", F.date_format("event_ts", ISO_MILLIS).alias("t"),
+        F.unix_millis("event_ts").alias("ms"),
     )
     rows = sorted(out.collect(), key=lambda r: r.offset)
-    return [(r.error_code, r.patient_id, r.event_id, r.t) for r in rows]
+    return [(r.error_code, r.patient_id, r.event_id, r.t, r.ms) for r in rows]
 
 
 def _python_verdicts(values: list[bytes]) -> list[tuple]:
@@ -40,10 +41,11 @@ def _python_verdicts(values: list[bytes]) -> list[tuple]:
     for i, v in enumerate(values):
         c = check_event(v, None, fallback_event_id=f"t-0-{i}", fallback_time_us=TS_US, now_us=now_us)
         if c.code is not None and c.stage == "decode":
-            out.append((c.code, None, f"t-0-{i}", iso_millis(TS_US)))
+            out.append((c.code, None, f"t-0-{i}", iso_millis(TS_US), TS_US // 1000))
             continue
         t = iso_millis(c.event_time_us) if c.event_time_us is not None else None
-        out.append((c.code, c.patient_id, c.event_id, t))
+        ms = c.event_time_us // 1000 if c.event_time_us is not None else None
+        out.append((c.code, c.patient_id, c.event_id, t, ms))
     return out
 
 
@@ -53,7 +55,7 @@ def _compare(spark, named: list[tuple[str, bytes]]) -> list[tuple]:
     diffs = []
     for (name, value), s, p in zip(named, spark_side, python_side, strict=True):
         if s[0] in ("NOT_UTF8", "NOT_JSON", "NOT_AN_OBJECT", "EMPTY_VALUE"):
-            s = (s[0], None, s[2], s[3])  # a decode error carries no envelope
+            s = (s[0], None, *s[2:])  # a decode error carries no envelope
         if s != p:
             diffs.append((name, value[:160], s, p))
     assert diffs == [], "\n".join(map(repr, diffs[:20]))

@@ -6,7 +6,7 @@ PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 HR     := $(VENV)/bin/heartrisk
-DEBIAN_PACKAGES := kcat prometheus prometheus-pushgateway
+DEBIAN_PACKAGES := kcat prometheus prometheus-pushgateway hey
 PYTEST_ARGS ?=
 
 .PHONY: help setup test test-unit test-integration run lint clean distclean

@@ -153,6 +153,11 @@ def build_parser() -> argparse.ArgumentParser:
               help="instead: the scoring plan in memory, step by step and engine by engine, no Kafka "
                    "(200,000 events x 3 reps; with --quick: 20,000 x 1)"),
          _opt("--results-dir", default="bench/results", help="where the JSON, Markdown and PNGs go"))
+    _new(sub, "serve",
+         "the HTTP service: POST /v1/predict gives one event's prediction, the same as the stream's",
+         "stream.app.servecmd:serve_command", ("serve", "auth", "model_dir", "field_ranges", "log_level"),
+         _opt("--dev", action="store_true",
+              help="no authentication (a laptop only; production needs HEARTRISK_JWT_* keys)"))
     _new(sub, "exporter",
          "sidecar: push the scorer's throughput, latency and lag to a Pushgateway; serve /metrics, /healthz",
          f"{cmd}:exporter_command", ("query_name", "checkpoint_dir", "progress_file", "exporter", "log_level"))

@@ -161,6 +161,30 @@ class Settings:
         60.0, "seconds without query progress after which the scorer counts as down", "exporter", positive_float
     )
 
+    # The HTTP service.
+    serve_host: str = setting("127.0.0.1", "address `heartrisk serve` listens on (0.0.0.0: all)", "serve")
+    serve_port: int = setting(8000, "port `heartrisk serve` listens on", "serve", port)
+    serve_batch_max: int = setting(100, "most events in one POST /v1/predict/batch", "serve", positive_int)
+    serve_max_body: int = setting(4 << 20, "largest request body, bytes (413 above; an event: 1 MiB)", "serve",
+                                  positive_int)
+    serve_rate: float = setting(200.0, "requests/s each client may make (429 above)", "serve", positive_float)
+    serve_burst: int = setting(400, "requests a client may make at once, before its rate applies", "serve",
+                               positive_int)
+    serve_reload_interval: float = setting(30.0, "seconds between checks of the model dir's CURRENT pointer",
+                                           "serve", positive_float)
+    serve_tls_cert: str = setting("", "PEM certificate file: serve HTTPS (with --serve-tls-key)", "serve")
+    serve_tls_key: str = setting("", "PEM private key file of --serve-tls-cert", "serve")
+    serve_access_log: OnOff = setting(
+        "on", "one access-log line per request (method, path, status; never a body): on | off", "serve",
+        choice(*get_args(OnOff)), metavar="on|off",
+    )
+    jwt_secret_file: str = setting("", "file holding the HS256 secret tokens are signed with", "auth")
+    jwt_public_key_file: str = setting("", "PEM file with the RS256 public key tokens are signed with", "auth")
+    jwt_jwks_file: str = setting("", "JWKS file (RS256 keys chosen by the token's kid)", "auth")
+    jwt_audience: str = setting("heartrisk", "the audience (aud) a token must name", "auth")
+    jwt_issuer: str = setting("", "the issuer (iss) a token must name; empty: any", "auth")
+    jwt_scope: str = setting("predict", "the scope a token must grant (space-separated scope or scp claim)", "auth")
+
     # ---- derived values -------------------------------------------------
     def path(self, value: str) -> Path:
         """Resolve a relative path setting against the project root."""

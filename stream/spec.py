@@ -79,6 +79,8 @@ GROUPS: dict[str, str] = {
     "scorer": "the scorer",
     "spark": "Spark",
     "exporter": "the sidecar exporter",
+    "serve": "the HTTP service (heartrisk serve)",
+    "auth": "the HTTP service's bearer tokens (JWT)",
     "general": "general",
 }
 

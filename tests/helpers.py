@@ -149,3 +149,47 @@ def kafka_rows(spark, messages, topic: str = "t", timestamp=None):
     return spark.createDataFrame(
         [(k, v, topic, 0, i, timestamp) for i, (k, v) in enumerate(messages)], KAFKA_ROW_DDL
     )
+
+
+def http_call(
+    method: str, url: str, body: bytes | None = None, headers: dict[str, str] | None = None, timeout: float = 10.0
+) -> tuple[int, dict[str, str], bytes]:
+    """(status, headers, body) of one real HTTP request; errors are answers too."""
+    req = urllib.request.Request(url, data=body, method=method, headers=headers or {})
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as r:
+            return r.status, dict(r.headers.items()), r.read()
+    except urllib.error.HTTPError as e:
+        return e.code, dict(e.headers.items()), e.read()
+
+
+class HeartriskServer:
+    """``heartrisk serve`` as a real process on a free port, stopped with SIGTERM."""
+
+    def __init__(self, tmp: Path, env: dict[str, str], dev: bool = False) -> None:
+        import os
+        import sys
+
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log = tmp / f"serve-{self.port}.log"
+        self.env = {**os.environ, **env, "HEARTRISK_SERVE_PORT": str(self.port)}
+        self.cmd = [str(Path(sys.executable).parent / "heartrisk"), "serve", *(["--dev"] if dev else [])]
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> HeartriskServer:
+        self.proc = subprocess.Popen(self.cmd, env=self.env, stdout=open(self.log, "ab"), stderr=subprocess.STDOUT)
+        wait_for(lambda: self.proc.poll() is not None or http_get(self.url + "/readyz")[0] == 200, 60,
+                 what="heartrisk serve ready")
+        assert self.proc.poll() is None, self.log.read_text()[-2000:]
+        return self
+
+    def stop(self) -> int:
+        """SIGTERM; the exit code (requests in flight finish first)."""
+        assert self.proc is not None
+        if self.proc.poll() is None:
+            self.proc.terminate()
+        return self.proc.wait(30)
+
+    def logs(self) -> str:
+        return self.log.read_text()

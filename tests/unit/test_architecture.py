@@ -22,6 +22,8 @@ ALLOWED = {
     "stream.model": {"stream.config", "stream.errors", "stream.spec", "stream.contract"},
     "stream.pipeline": {"stream.config", "stream.errors", "stream.spec", "stream.contract", "stream.model"},
     "stream.monitor": {"stream.config", "stream.errors", "stream.spec", "stream.contract", "stream.pipeline.columns"},
+    "stream.serve": {"stream.config", "stream.errors", "stream.spec", "stream.contract", "stream.model",
+                     "stream.pipeline.columns"},
 }
 
 
@@ -108,8 +110,9 @@ def test_modules_stay_small():
     assert statistics.median(sizes.values()) <= 150
 
 
-def test_the_exporter_imports_no_pyspark():
-    code = "import stream.monitor.exporter, sys; print(sorted(m for m in sys.modules if m.startswith('pyspark')))"
+@pytest.mark.parametrize("module", ["stream.monitor.exporter", "stream.serve.app", "stream.app.servecmd"])
+def test_the_exporter_and_the_http_service_import_no_pyspark(module):
+    code = f"import {module}, sys; print(sorted(m for m in sys.modules if m.startswith('pyspark')))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=PROJECT_ROOT)
     assert out.stdout.strip() == "[]"
 

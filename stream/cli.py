@@ -144,11 +144,14 @@ def build_parser() -> argparse.ArgumentParser:
                                   *STREAM, "progress_file", *SPARK))
     _new(sub, "bench",
          "benchmark on the local broker: throughput, latency (micro-batch and real-time), ceiling, baselines",
-         f"{cmd}:bench_command", (*LOCAL_BROKER, "local_registry", "model_dir", "engine", *SPARK),
+         f"{cmd}:bench_command", (*LOCAL_BROKER, "local_registry", "model_dir", "engine", *SPARK, "auth"),
          _opt("--quick", action="store_true", help="scaled-down run (under 3 minutes), as CI runs it"),
          _opt("--formats", action="store_true",
               help="instead: JSON vs Avro events/s (4 pipelines x 3 reps of 200,000 events, ~9 min; "
                    "with --quick: 2 pipelines x 1 rep of 5,000); starts the local registry too"),
+         _opt("--serve", action="store_true",
+              help="instead: heartrisk serve under Debian's hey (fixed rates, unthrottled, batch) against the "
+                   "guide's per-request Spark scoring (~4 min; with --quick: ~1 min)"),
          _opt("--plan", action="store_true",
               help="instead: the scoring plan in memory, step by step and engine by engine, no Kafka "
                    "(200,000 events x 3 reps; with --quick: 20,000 x 1)"),

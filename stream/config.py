@@ -165,11 +165,12 @@ class Settings:
     serve_host: str = setting("127.0.0.1", "address `heartrisk serve` listens on (0.0.0.0: all)", "serve")
     serve_port: int = setting(8000, "port `heartrisk serve` listens on", "serve", port)
     serve_batch_max: int = setting(100, "most events in one POST /v1/predict/batch", "serve", positive_int)
+    serve_workers: int = setting(1, "server processes (rate limits are per process)", "serve", positive_int)
+    serve_auth: Literal["jwt", "off"] = setting("jwt", "jwt | off (laptop only: --dev)", "serve", choice("jwt", "off"))
     serve_max_body: int = setting(4 << 20, "largest request body, bytes (413 above; an event: 1 MiB)", "serve",
                                   positive_int)
     serve_rate: float = setting(200.0, "requests/s each client may make (429 above)", "serve", positive_float)
-    serve_burst: int = setting(400, "requests a client may make at once, before its rate applies", "serve",
-                               positive_int)
+    serve_burst: int = setting(400, "requests a client may make at once, then its rate", "serve", positive_int)
     serve_reload_interval: float = setting(30.0, "seconds between checks of the model dir's CURRENT pointer",
                                            "serve", positive_float)
     serve_tls_cert: str = setting("", "PEM certificate file: serve HTTPS (with --serve-tls-key)", "serve")

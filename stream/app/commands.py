@@ -120,6 +120,12 @@ def bench_command(args: argparse.Namespace, s: Settings) -> int:
         path = run_plan_bench(s, events, reps, Path(args.results_dir))
         print(f"results: {path} (+ .md beside it)")
         return 0
+    if args.serve:
+        from stream.bench.serve import run_serve_bench
+
+        path = run_serve_bench(s, args.quick, 1 if args.quick else 3, Path(args.results_dir))
+        print(f"results: {path} (+ .md beside it)")
+        return 0
     if args.formats:
         from stream.bench.formats import PIPELINES, QUICK_PIPELINES, run_formats_bench
 

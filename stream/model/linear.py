@@ -26,8 +26,17 @@ _SIX = Decimal("0.000001")
 
 
 def spark_round6(x: float) -> float:
-    """``round(x, 6)`` as Spark rounds a double: half up, on its shortest decimal form."""
-    return float(Decimal(repr(x)).quantize(_SIX, rounding=ROUND_HALF_UP)) + 0.0
+    """``round(x, 6)`` as Spark rounds a double: half up, on its shortest decimal form.
+
+    Python's ``round`` agrees except on a decimal tie (the shortest form ends in a 5
+    at the 7th decimal), which goes through ``Decimal``; + 0.0 turns -0.0 into 0.0.
+    """
+    text = repr(x)
+    if "e" not in text and "n" not in text:
+        frac = text.partition(".")[2]
+        if len(frac) != 7 or frac[-1] != "5":
+            return round(x, 6) + 0.0
+    return float(Decimal(text).quantize(_SIX, rounding=ROUND_HALF_UP)) + 0.0
 
 
 @dataclass(frozen=True)
@@ -74,35 +83,34 @@ class LinearScorer:
             terms.append(_Term(feat["field"], label, float(feat["mean"]), 1.0 / std, coefficient))
         self.terms = tuple(terms)
         self.nullable = [f.name for f in self.fields if f.nullable]
-
-    def _x(self, term: _Term, value: Any) -> float:
-        if term.label is None:
-            if value is None or (isinstance(value, float) and math.isnan(value)):
-                return self.imputation[term.field]
-            return float(value)
-        if term.label == "__unknown":
-            return 1.0 if value is None or value not in self.known.get(term.field, ()) else 0.0
-        return 1.0 if value == term.label else 0.0
+        self.names = tuple(f.name for f in self.fields)
 
     def score(self, event: dict[str, Any]) -> Score:
         """Score one valid event (its clinical fields typed as the contract says)."""
         margin = 0.0
         sums: dict[str, float] = {}
+        imputation, known = self.imputation, self.known
         for term in self.terms:
-            t = (self._x(term, event.get(term.field)) - term.mean) * term.scale * term.coefficient
+            value = event.get(term.field)
+            label = term.label
+            if label is None:
+                x = imputation[term.field] if value is None or value != value else float(value)
+            elif label == "__unknown":
+                x = 1.0 if value is None or value not in known.get(term.field, ()) else 0.0
+            else:
+                x = 1.0 if value == label else 0.0
+            t = (x - term.mean) * term.scale * term.coefficient
             margin += t
             sums[term.field] = sums[term.field] + t if term.field in sums else t
         margin += self.intercept
         p = 1.0 / (1.0 + math.exp(-margin))
         level = "High" if p >= self.high else ("Medium" if p >= self.medium else "Low")
-        ranked = sorted(
-            ((-abs(sums.get(f.name, 0.0)), i, f) for i, f in enumerate(self.fields)), key=lambda r: (r[0], r[1])
-        )
+        ranked = sorted((-abs(sums.get(name, 0.0)), i) for i, name in enumerate(self.names))
         top = []
-        for _, _, f in ranked[:TOP_CONTRIBUTIONS]:
-            c = sums.get(f.name, 0.0)
-            top.append({"field": f.name, "value": self._text(f.name, event.get(f.name)),
-                        "contribution": spark_round6(c)})
+        for _, i in ranked[:TOP_CONTRIBUTIONS]:
+            name = self.names[i]
+            top.append({"field": name, "value": self._text(name, event.get(name)),
+                        "contribution": spark_round6(sums.get(name, 0.0))})
         imputed = [name for name in self.nullable if event.get(name) is None]
         return Score(p, 1 if p > LR_THRESHOLD else 0, level, top, imputed)
 

@@ -53,6 +53,24 @@ async def _read_body(request: Request, limit: int) -> bytes | None:
     return None if size > limit else b"".join(chunks)
 
 
+def build_app(settings: Settings) -> FastAPI:
+    """The service from its settings: the model loaded, the token keys read (``serve_auth=off``: none)."""
+    from stream.contract.check import parse_ranges
+
+    verifier = None if settings.serve_auth == "off" else TokenVerifier(settings)
+    predictor = Predictor(settings.path(settings.model_dir), parse_ranges(settings.field_ranges))
+    return create_app(settings, predictor, verifier)
+
+
+def app_from_settings() -> FastAPI:
+    """The app of each worker process (``serve_workers`` > 1; uvicorn's factory): settings from the environment."""
+    from stream.config import load_settings
+
+    settings = load_settings()
+    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    return build_app(settings)
+
+
 def create_app(settings: Settings, predictor: Predictor, verifier: TokenVerifier | None) -> FastAPI:
     """The service; ``verifier`` None means no authentication (``--dev`` only)."""
     metrics = ServeMetrics()
@@ -80,6 +98,7 @@ def create_app(settings: Settings, predictor: Predictor, verifier: TokenVerifier
 
     app = FastAPI(title="heartrisk", version=__version__, lifespan=lifespan,
                   description="Heart-disease risk for one patient event: the stream's answer over HTTP.")
+    app.state.predictor = predictor
 
     def guarded(route: str, handler: Handler) -> Handler:
         """Authentication, rate limit, latency and status counting around a scoring route."""

@@ -80,3 +80,21 @@ def test_bench_formats_quick_reconciles_json_and_avro(tmp_path):
         assert run["events_per_second"] > 0 and run["batches"] >= 1
     assert res["summary"]["json->json"]["ratio_to_json->json"] == 1.0
     assert "| avro->avro |" in json_path.with_suffix(".md").read_text()
+
+
+def test_bench_serve_quick_measures_the_service_and_the_baseline(tmp_path):
+    out = tmp_path / "results"
+    r = subprocess.run([HEARTRISK, "bench", "--serve", "--quick", "--results-dir", str(out)],
+                       capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-4000:]
+    (json_path,) = out.glob("*-serve-quick.json")
+    res = json.loads(json_path.read_text())
+    assert [f["target_rps"] for f in res["fixed_rate"]] == [200, 500]
+    for f in res["fixed_rate"]:
+        assert f["requests"] > 0 and f["non_2xx"] == 0, "every request answered 200 (JWT checked)"
+    assert set(res["most"]) == {"1_worker", "2_workers"}
+    for m in res["most"].values():
+        assert m["single"]["non_2xx"] == 0 and m["batch"]["non_2xx"] == 0
+        assert m["batch"]["events_per_second"] == m["batch"]["requests_per_second"] * 100
+    assert res["baseline_per_request_spark"]["events"] == 10
+    assert "x per-request Spark" in json_path.with_suffix(".md").read_text()

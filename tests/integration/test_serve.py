@@ -26,7 +26,7 @@ from pyspark.sql import functions as F
 from stream.app.scorer import start_scorer
 from stream.config import PROJECT_ROOT, load_settings
 from stream.model.dataset import read_csv
-from tests.helpers import HeartriskServer, consume, http_call, wait_for
+from tests.helpers import HeartriskServer, consume, end_offsets_total, http_call, wait_for
 from tests.hostile import hostile_table
 
 pytestmark = pytest.mark.integration
@@ -113,16 +113,10 @@ def test_the_endpoint_gives_the_streams_answers_for_the_303_patients_and_the_hos
     query.awaitTermination(300)
     assert query.exception() is None
     total = len(patients) + len(hostile)
-    preds: list = []
-    letters: list = []
-
-    def outputs():
-        nonlocal preds, letters
-        preds = consume(kafka_bootstrap, out, lambda r: True, 20)
-        letters = consume(kafka_bootstrap, dlq, lambda r: True, 20)
-        return len(preds) + len(letters) >= total
-
-    wait_for(outputs, 90, 1, what="every input as a prediction or a dead letter")
+    n_out, n_dlq = end_offsets_total(kafka_bootstrap, out), end_offsets_total(kafka_bootstrap, dlq)
+    assert n_out + n_dlq == total, "input = predictions + dead letters"
+    preds = consume(kafka_bootstrap, out, lambda r: len(r) >= n_out, 60)
+    letters = consume(kafka_bootstrap, dlq, lambda r: len(r) >= n_dlq, 60)
     stream_records = [json.loads(m.value()) for m in preds]
     assert len(stream_records) + len(letters) == total, "input = predictions + dead letters"
     by_event = {r["event_id"]: r for r in stream_records}
@@ -312,3 +306,14 @@ def test_a_new_model_version_is_swapped_in_and_a_broken_one_refused(keys, tmp_pa
         assert 'event="model reload refused"' in srv.logs()
     finally:
         srv.stop()
+
+
+def test_two_worker_processes_serve_and_stop_together(keys, tmp_path):
+    srv = HeartriskServer(tmp_path, {**keys.env, "HEARTRISK_SERVE_WORKERS": "2"}).start()
+    try:
+        token = keys.token(sub="workers")
+        assert {predict(srv, GOOD, token)[0] for _ in range(20)} == {200}
+        assert srv.logs().count("Started server process") == 2
+    finally:
+        srv.stop()
+    assert srv.logs().count("Finished server process") == 2

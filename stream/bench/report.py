@@ -68,14 +68,19 @@ def target_rows(res: dict[str, Any]) -> list[tuple[str, str, str, str]]:
     return rows
 
 
+def describe_machine(m: dict[str, Any]) -> str:
+    """``measure.machine_info()`` in one line, for the Markdown reports."""
+    return f"{m['cpus']} CPUs ({m['cpu_model']}), {m['memory_gib']} GiB, {m['platform']}, Python {m['python']}"
+
+
 def markdown(res: dict[str, Any]) -> str:
     """The human-readable report."""
     m = res["machine"]
     lines = [
         f"# heartrisk bench ({res['mode']}), {res['started_at']}",
         "",
-        f"Machine: {m['cpus']} CPUs ({m['cpu_model']}), {m['memory_gib']} GiB, {m['platform']}, "
-        f"Python {m['python']}. Broker, Spark and the generator share it. Wall time {res['wall_seconds']} s.",
+        f"Machine: {describe_machine(m)}. Broker, Spark and the generator share it. "
+        f"Wall time {res['wall_seconds']} s.",
         "",
         "## Against the targets",
         "",

@@ -36,6 +36,7 @@ from typing import Any
 import jwt
 
 from stream.bench.measure import machine_info, say
+from stream.bench.report import describe_machine
 from stream.config import Settings
 from stream.errors import SetupError
 
@@ -223,7 +224,7 @@ def render(r: dict[str, Any]) -> str:
     lines = [
         f"# heartrisk serve under load ({r['started']})",
         "",
-        f"Machine: {r['machine']}. Load: {r['load_generator']}. {r['seconds_per_run']:g} s per run, "
+        f"Machine: {describe_machine(r['machine'])}. Load: {r['load_generator']}. {r['seconds_per_run']:g} s per run, "
         f"median of {r['fixed_rate'][0]['reps']} runs.",
         "",
         "## Single predictions (`POST /v1/predict`) at fixed rates",

@@ -152,12 +152,13 @@ def kafka_rows(spark, messages, topic: str = "t", timestamp=None):
 
 
 def http_call(
-    method: str, url: str, body: bytes | None = None, headers: dict[str, str] | None = None, timeout: float = 10.0
+    method: str, url: str, body: bytes | None = None, headers: dict[str, str] | None = None, timeout: float = 10.0,
+    context=None,
 ) -> tuple[int, dict[str, str], bytes]:
-    """(status, headers, body) of one real HTTP request; errors are answers too."""
+    """(status, headers, body) of one real HTTP request; errors are answers too. ``context``: an SSLContext."""
     req = urllib.request.Request(url, data=body, method=method, headers=headers or {})
     try:
-        with urllib.request.urlopen(req, timeout=timeout) as r:
+        with urllib.request.urlopen(req, timeout=timeout, context=context) as r:
             return r.status, dict(r.headers.items()), r.read()
     except urllib.error.HTTPError as e:
         return e.code, dict(e.headers.items()), e.read()
@@ -166,12 +167,13 @@ def http_call(
 class HeartriskServer:
     """``heartrisk serve`` as a real process on a free port, stopped with SIGTERM."""
 
-    def __init__(self, tmp: Path, env: dict[str, str], dev: bool = False) -> None:
+    def __init__(self, tmp: Path, env: dict[str, str], dev: bool = False, context=None) -> None:
         import os
         import sys
 
         self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
+        self.context = context  # an SSLContext: the server speaks HTTPS
+        self.url = f"{'https' if context else 'http'}://127.0.0.1:{self.port}"
         self.log = tmp / f"serve-{self.port}.log"
         self.env = {**os.environ, **env, "HEARTRISK_SERVE_PORT": str(self.port)}
         self.cmd = [str(Path(sys.executable).parent / "heartrisk"), "serve", *(["--dev"] if dev else [])]
@@ -179,8 +181,13 @@ class HeartriskServer:
 
     def start(self) -> HeartriskServer:
         self.proc = subprocess.Popen(self.cmd, env=self.env, stdout=open(self.log, "ab"), stderr=subprocess.STDOUT)
-        wait_for(lambda: self.proc.poll() is not None or http_get(self.url + "/readyz")[0] == 200, 60,
-                 what="heartrisk serve ready")
+        def ready() -> bool:
+            try:
+                return http_call("GET", self.url + "/readyz", timeout=3, context=self.context)[0] == 200
+            except OSError:
+                return False
+
+        wait_for(lambda: self.proc.poll() is not None or ready(), 60, what="heartrisk serve ready")
         assert self.proc.poll() is None, self.log.read_text()[-2000:]
         return self
 

@@ -317,3 +317,39 @@ def test_two_worker_processes_serve_and_stop_together(keys, tmp_path):
     finally:
         srv.stop()
     assert srv.logs().count("Finished server process") == 2
+
+
+def test_https_with_the_servers_own_certificate(keys, tmp_path):
+    import datetime as dt
+    import ipaddress
+    import ssl
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.x509.oid import NameOID
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = dt.datetime.now(dt.timezone.utc)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(now - dt.timedelta(minutes=1))
+            .not_valid_after(now + dt.timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+                           critical=False)
+            .sign(key, hashes.SHA256()))
+    (tmp_path / "cert.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    (tmp_path / "key.pem").write_bytes(key.private_bytes(serialization.Encoding.PEM,
+                                                         serialization.PrivateFormat.PKCS8,
+                                                         serialization.NoEncryption()))
+    context = ssl.create_default_context(cafile=str(tmp_path / "cert.pem"))
+    env = {**keys.env, "HEARTRISK_SERVE_TLS_CERT": str(tmp_path / "cert.pem"),
+           "HEARTRISK_SERVE_TLS_KEY": str(tmp_path / "key.pem")}
+    srv = HeartriskServer(tmp_path, env, context=context).start()
+    try:
+        status, _, raw = http_call("POST", srv.url + "/v1/predict", GOOD, {
+            "Authorization": f"Bearer {keys.token(sub='tls')}", "Content-Type": "application/json"}, context=context)
+        assert status == 200 and json.loads(raw)["patient_id"] == "p-auth"
+        with pytest.raises(OSError):
+            http_call("GET", srv.url.replace("https", "http") + "/healthz", timeout=3)
+    finally:
+        srv.stop()

@@ -118,3 +118,84 @@ def choose_thresholds(
     if high <= medium:
         high = min(0.99, round(medium + 0.05, 2))
     return medium, high
+
+
+BOOTSTRAP_REPS = 2000
+AGE_BANDS: tuple[tuple[str, int, int], ...] = (("<50", 0, 49), ("50-60", 50, 60), (">60", 61, 200))  # inclusive
+
+
+def bootstrap_auc_ci(y: np.ndarray, p: np.ndarray, reps: int = BOOTSTRAP_REPS, seed: int = 42) -> tuple[float, float]:
+    """95 % percentile bootstrap interval of the AUC: ``reps`` resamples of the patients, with replacement.
+
+    Resample ``b`` is ``np.random.default_rng(seed).integers(0, n, n)`` drawn ``b``-th; a resample
+    with one class only is drawn again (the next draw).
+    """
+    y = np.asarray(y, dtype=bool)
+    p = np.asarray(p, dtype=float)
+    rng = np.random.default_rng(seed)
+    aucs: list[float] = []
+    while len(aucs) < reps:
+        idx = rng.integers(0, len(y), len(y))
+        if y[idx].all() or not y[idx].any():
+            continue
+        aucs.append(roc_auc(y[idx], p[idx]))
+    lo, hi = np.percentile(aucs, [2.5, 97.5])
+    return float(lo), float(hi)
+
+
+def calibration_fit(y: np.ndarray, p: np.ndarray, iterations: int = 50) -> tuple[float, float]:
+    """(intercept, slope) of the logistic recalibration ``logit P(y) = a + b logit(p)`` (Newton's method).
+
+    A well-calibrated model has intercept 0 and slope 1; a slope below 1 means
+    predictions too extreme (over-fitting), above 1 too timid.
+    """
+    y = np.asarray(y, dtype=float)
+    p = np.clip(np.asarray(p, dtype=float), 1e-12, 1 - 1e-12)
+    x = np.column_stack([np.ones_like(p), np.log(p / (1 - p))])
+    beta = np.zeros(2)
+    for _ in range(iterations):
+        mu = 1 / (1 + np.exp(-(x @ beta)))
+        gradient = x.T @ (y - mu)
+        hessian = (x * (mu * (1 - mu))[:, None]).T @ x
+        step = np.linalg.solve(hessian, gradient)
+        beta = beta + step
+        if np.max(np.abs(step)) < 1e-12:
+            break
+    return float(beta[0]), float(beta[1])
+
+
+def _group_figures(y: np.ndarray, p: np.ndarray, threshold: float) -> dict[str, Any]:
+    flagged = p > threshold
+    both = bool(y.any() and (~y).any())
+    return {
+        "n": int(len(y)),
+        "positives": int(y.sum()),
+        "auc": round(roc_auc(y, p), 4) if both else None,
+        "sensitivity": round(float(flagged[y].mean()), 4) if y.any() else None,
+        "specificity": round(float((~flagged[~y]).mean()), 4) if (~y).any() else None,
+    }
+
+
+def subgroup_figures(
+    y: np.ndarray, p: np.ndarray, sex: list[str | None], age: list[int | None], threshold: float = 0.5
+) -> dict[str, Any]:
+    """AUC, sensitivity and specificity (prediction = p > ``threshold``) per sex and per age band, with gaps.
+
+    A gap is the largest minus the smallest figure across the groups of one kind.
+    """
+    y = np.asarray(y, dtype=bool)
+    p = np.asarray(p, dtype=float)
+    groups: dict[str, dict[str, Any]] = {"sex": {}, "age_band": {}}
+    for value in sorted({s for s in sex if s is not None}):
+        mask = np.array([s == value for s in sex])
+        groups["sex"][value] = _group_figures(y[mask], p[mask], threshold)
+    for name, lo, hi in AGE_BANDS:
+        mask = np.array([a is not None and lo <= a <= hi for a in age])
+        groups["age_band"][name] = _group_figures(y[mask], p[mask], threshold)
+    gaps: dict[str, dict[str, float | None]] = {}
+    for kind, members in groups.items():
+        gaps[kind] = {}
+        for figure in ("auc", "sensitivity", "specificity"):
+            values = [m[figure] for m in members.values() if m[figure] is not None]
+            gaps[kind][figure] = round(max(values) - min(values), 4) if len(values) > 1 else None
+    return {"threshold": threshold, **groups, "gaps": gaps}

@@ -52,6 +52,7 @@ ELASTIC_NET = (0.0, 0.5)
 FEATURES_RAW = "features_raw"
 FEATURES = "features"
 LABEL = "label"
+OOF_FILE = "oof_predictions.csv"  # beside model.json: the out-of-fold probabilities behind the card
 
 
 def imputed_col(f: FieldSpec) -> str:
@@ -128,8 +129,8 @@ def _probabilities(model: PipelineModel, df: DataFrame) -> tuple[np.ndarray, np.
 
 def out_of_fold(
     spark: SparkSession, df: DataFrame, reg: float, enet: float, folds: int = FOLDS
-) -> tuple[np.ndarray, np.ndarray]:
-    """Out-of-fold probabilities of the chosen configuration, stratified folds."""
+) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """Out-of-fold probabilities of the chosen configuration, stratified folds: labels, probabilities, ids."""
     ids = [r[0] for r in df.select(ID_COLUMN, LABEL).orderBy(ID_COLUMN).collect()]
     labels = {r[0]: r[1] for r in df.select(ID_COLUMN, LABEL).collect()}
     rng = np.random.default_rng(SEED)
@@ -141,16 +142,30 @@ def out_of_fold(
             fold_of[pid] = k % folds
     fold_df = spark.createDataFrame(list(fold_of.items()), f"{ID_COLUMN} string, fold int")
     data = df.join(fold_df, ID_COLUMN).cache()
-    ys, ps = [], []
+    ys, ps, ids_out = [], [], []
     pipeline = build_pipeline()
     lr = cast(LogisticRegression, pipeline.getStages()[-1])
     for k in range(folds):
         model = pipeline.fit(data.where(F.col("fold") != k), {lr.regParam: reg, lr.elasticNetParam: enet})
-        y, p, _ = _probabilities(model, data.where(F.col("fold") == k))
+        y, p, fold_ids = _probabilities(model, data.where(F.col("fold") == k))
         ys.append(y)
         ps.append(p)
+        ids_out.extend(fold_ids)
     data.unpersist()
-    return np.concatenate(ys), np.concatenate(ps)
+    return np.concatenate(ys), np.concatenate(ps), ids_out
+
+
+def how_sure(y: np.ndarray, p: np.ndarray, sex: list[Any], age: list[Any]) -> dict[str, Any]:
+    """The card's uncertainty figures from out-of-fold probabilities: AUC interval, calibration, subgroups."""
+    lo, hi = evaluation.bootstrap_auc_ci(y, p, seed=SEED)
+    intercept, slope = evaluation.calibration_fit(y, p)
+    return {
+        "oof_auc_ci95": [round(lo, 4), round(hi, 4)],
+        "bootstrap_reps": evaluation.BOOTSTRAP_REPS,
+        "calibration_intercept": round(intercept, 4),
+        "calibration_slope": round(slope, 4),
+        "subgroups": evaluation.subgroup_figures(y, p, sex, age),
+    }
 
 
 def expanded_features(model: PipelineModel, df: DataFrame) -> list[dict[str, Any]]:
@@ -227,8 +242,9 @@ def train(
     say(f"best regParam={reg} elasticNetParam={enet}: CV AUC {cv_auc:.4f}")
 
     say(f"out-of-fold probabilities ({folds} more fits) ...")
-    y, p = out_of_fold(spark, df, reg, enet, folds)
+    y, p, oof_ids = out_of_fold(spark, df, reg, enet, folds)
     medium, high = evaluation.choose_thresholds(y, p)
+    rows = {r[ID_COLUMN]: r for r in df.select(ID_COLUMN, "Sex", "Age").collect()}
     metrics = {
         "cv_auc": round(cv_auc, 4),
         "cv_auc_std": round(float(cv_model.stdMetrics[best_i]), 4) if cv_model.stdMetrics else None,
@@ -245,8 +261,11 @@ def train(
         "oof_brier": round(evaluation.brier(y, p), 4),
         "calibration": evaluation.calibration_table(y, p),
         "levels": evaluation.level_summary(y, p, medium, high),
+        **how_sure(y, p, [rows[i]["Sex"] for i in oof_ids], [rows[i]["Age"] for i in oof_ids]),
     }
-    say(f"out-of-fold AUC {metrics['oof_auc']}, accuracy {metrics['oof_accuracy']}, Brier {metrics['oof_brier']}")
+    say(f"out-of-fold AUC {metrics['oof_auc']} (95% CI {metrics['oof_auc_ci95']}), accuracy "
+        f"{metrics['oof_accuracy']}, Brier {metrics['oof_brier']}, calibration intercept "
+        f"{metrics['calibration_intercept']} slope {metrics['calibration_slope']}")
 
     final = pipeline.fit(df, {lr.regParam: reg, lr.elasticNetParam: enet})
     target.mkdir(parents=True)
@@ -314,6 +333,9 @@ def train(
     }
     validate_metadata(meta)
     (target / MODEL_FILE).write_text(json.dumps(meta, indent=2) + "\n")
+    with open(target / OOF_FILE, "w") as f:  # what the card's figures were computed from, for audit
+        f.write(f"{ID_COLUMN},label,probability\n")
+        f.writelines(f"{i},{int(label)},{float(prob)!r}\n" for i, label, prob in zip(oof_ids, y, p, strict=True))
     if promote:
         (models_dir / POINTER_FILE).write_text(version + "\n")
     say(f"saved {target} ({'now current' if promote else 'not promoted'}) in {time.monotonic() - started:.0f}s")

@@ -204,7 +204,8 @@ def replay(
         if key in done:
             result.already_replayed += 1
             return
-        if letter.get("value_truncated") or (letter.get("value_base64") is None and letter.get("value_size")):
+        truncated = letter.get("value_truncated") or letter.get("key_truncated")
+        if truncated or (letter.get("value_base64") is None and letter.get("value_size")):
             result.not_replayable += 1
             return
         chosen.append((key, letter, ts))

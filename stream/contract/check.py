@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from stream.contract.codes import ERROR_CODES, MAX_MESSAGE_BYTES
+from stream.contract.codes import ERROR_CODES, MAX_ID_CHARS, MAX_MESSAGE_BYTES
 from stream.contract.schema import ENVELOPE_FIELDS, FieldSpec, clinical_fields
 from stream.contract.spark_json import NotJson, map_lookup, parse_root, read_map, read_struct
 from stream.contract.spark_time import event_time_micros
@@ -149,7 +149,8 @@ def check_event(
     if some_null and pairs is None:
         return _decode_error(_not_object(text, rest, root), fallback_event_id)
     assert event is not None
-    event_id = event["event_id"] if event["event_id"] else fallback_event_id
+    given_id = event["event_id"]
+    event_id = given_id if given_id and len(given_id) <= MAX_ID_CHARS else fallback_event_id
     patient_id = _patient_id(event.get("patient_id"), key)
     time_us, given = event_time_micros(event["event_time"], fallback_time_us, now_us)
     valid = Checked(None, None, None, event=event, event_id=event_id, patient_id=patient_id, event_time_us=time_us)
@@ -162,6 +163,8 @@ def check_event(
         return _failed(valid, "NO_PATIENT_ID", "neither a patient_id field nor a message key", "patient_id")
     if given and time_us is None:
         return _failed(valid, "BAD_EVENT_TIME", "event_time must be ISO-8601 or epoch milliseconds", "event_time")
+    if len(patient_id) > MAX_ID_CHARS:
+        return _failed(valid, "ID_TOO_LONG", f"patient_id must be at most {MAX_ID_CHARS} characters", "patient_id")
     return valid
 
 

@@ -42,6 +42,7 @@ ERROR_CODES: dict[str, tuple[Stage, str]] = {
     "INVALID_ENUM": ("validate", "a category is not one of its allowed values"),
     "NO_PATIENT_ID": ("validate", "neither a patient_id field nor a message key"),
     "BAD_EVENT_TIME": ("validate", "event_time is neither ISO-8601 nor epoch milliseconds"),
+    "ID_TOO_LONG": ("validate", "patient_id (or the message key standing in for it) is over 256 characters"),
     "SCORE_FAILED": ("score", "the model produced no finite probability"),
 }
 
@@ -51,6 +52,13 @@ MAX_MESSAGE_BYTES = 1024 * 1024
 # A dead letter keeps at most this many bytes of the original value (base64 in
 # JSON); the full message stays in the input topic at the recorded offset.
 MAX_DEAD_LETTER_VALUE_BYTES = 256 * 1024
+# ... and at most this many bytes of the original key, as its key and in key_base64, so that a dead
+# letter always fits a topic's usual 1 MiB limit, whatever the input (a batch that cannot write its
+# dead letters would fail, and fail again on every restart).
+MAX_DEAD_LETTER_KEY_BYTES = 64 * 1024
+# patient_id and event_id at most this many characters: a longer event_id is replaced by the derived
+# <topic>-<partition>-<offset>; a longer patient_id is the dead letter ID_TOO_LONG.
+MAX_ID_CHARS = 256
 
 
 def stage_of(code: str) -> Stage:

@@ -17,7 +17,7 @@ from pyspark.sql import functions as F
 from stream import __version__
 from stream.config import Settings
 from stream.contract.avro import header_hex, prediction_schema
-from stream.contract.codes import MAX_DEAD_LETTER_VALUE_BYTES
+from stream.contract.codes import MAX_DEAD_LETTER_KEY_BYTES, MAX_DEAD_LETTER_VALUE_BYTES
 from stream.pipeline.columns import ERROR_CODE, ERROR_DETAIL, PROBABILITY, SCORED_AT, STAGE
 
 ISO_MILLIS = "yyyy-MM-dd'T'HH:mm:ss.SSS'Z'"
@@ -58,8 +58,15 @@ def prediction_avro(schema_id: int) -> Column:
     return F.concat(F.unhex(F.lit(header_hex(schema_id))), to_avro(_prediction_struct(), prediction_schema()))
 
 
+def dead_letter_key() -> Column:
+    """The dead letter's Kafka key: the original key, cut to ``MAX_DEAD_LETTER_KEY_BYTES``."""
+    return F.when(F.octet_length(F.col("key")) > MAX_DEAD_LETTER_KEY_BYTES,
+                  F.substring(F.col("key"), 1, MAX_DEAD_LETTER_KEY_BYTES)).otherwise(F.col("key"))
+
+
 def dead_letter_value() -> Column:
     """The dead letter as JSON (see schemas/dead_letter.v1.schema.json)."""
+    key_size = F.octet_length(F.col("key"))
     size = F.octet_length(F.col("value"))
     truncated = F.coalesce(size > MAX_DEAD_LETTER_VALUE_BYTES, F.lit(False))
     kept = F.when(truncated, F.substring(F.col("value"), 1, MAX_DEAD_LETTER_VALUE_BYTES)).otherwise(
@@ -75,7 +82,9 @@ def dead_letter_value() -> Column:
             F.col("partition"),
             F.col("offset"),
             _iso(F.col("timestamp")).alias("timestamp"),
-            F.base64(F.col("key")).alias("key_base64"),
+            F.base64(dead_letter_key()).alias("key_base64"),
+            key_size.alias("key_size"),
+            F.coalesce(key_size > MAX_DEAD_LETTER_KEY_BYTES, F.lit(False)).alias("key_truncated"),
             F.base64(kept).alias("value_base64"),
             size.alias("value_size"),
             truncated.alias("value_truncated"),
@@ -123,7 +132,7 @@ def encode_output(df: DataFrame, settings: Settings, prediction_schema_id: int |
     )
     return df.select(
         F.when(ok, F.lit(settings.output_topic)).otherwise(F.lit(settings.dlq_topic)).alias("topic"),
-        F.when(ok, F.col("patient_id").cast("binary")).otherwise(F.col("key")).alias("key"),
+        F.when(ok, F.col("patient_id").cast("binary")).otherwise(dead_letter_key()).alias("key"),
         F.when(ok, prediction).otherwise(dead_letter_value().cast("binary")).alias("value"),
         F.when(ok, headers_ok).otherwise(headers_bad).alias("headers"),
     )

@@ -14,7 +14,7 @@ from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
 from stream.contract.check import Ranges, parse_ranges
-from stream.contract.codes import DECODE_CODES, ERROR_CODES
+from stream.contract.codes import DECODE_CODES, ERROR_CODES, MAX_ID_CHARS
 from stream.contract.schema import FieldSpec, clinical_fields
 from stream.pipeline.columns import (
     DECODE_DETAIL,
@@ -110,7 +110,8 @@ def validate_events(df: DataFrame, ranges: Ranges | None = None) -> DataFrame:
     df = df.withColumns(
         {
             EVENT_ID: F.coalesce(
-                F.nullif(F.col(f"{EVENT}.event_id"), F.lit("")),
+                F.when(F.length(F.col(f"{EVENT}.event_id")) <= MAX_ID_CHARS, F.nullif(F.col(f"{EVENT}.event_id"),
+                                                                                      F.lit(""))),
                 F.concat_ws("-", F.col("topic"), F.col("partition"), F.col("offset")),
             ),
             PATIENT_ID: patient_id_column(),
@@ -126,6 +127,8 @@ def validate_events(df: DataFrame, ranges: Ranges | None = None) -> DataFrame:
             "event_time must be ISO-8601 or epoch milliseconds",
         )
     )
+    checks.append((F.length(F.col(PATIENT_ID)) > MAX_ID_CHARS, "ID_TOO_LONG",
+                   f"patient_id must be at most {MAX_ID_CHARS} characters"))
     verdict = F.when(F.col(DECODE_ERROR).isNotNull(), F.lit(0))
     for position, (cond, _, _) in enumerate(checks, start=1):
         verdict = verdict.when(cond, F.lit(position))

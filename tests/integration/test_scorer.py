@@ -162,3 +162,38 @@ def test_checkpoint_of_another_input_topic_is_refused(spark, model, settings, ma
     assert f"this query reads {other!r}" in msg
     assert "delete the checkpoint" in msg
     assert not any(q.isActive for q in spark.streams.active)
+
+
+def test_huge_keys_and_ids_are_dead_lettered_and_every_dead_letter_fits_the_topic(spark, model, settings):
+    body = dict(GUIDE_EXAMPLE)
+    huge_id = dict(body, patient_id="p" * 600_000)
+    long_event_id = dict(body, patient_id="p-ok", event_id="e" * 300)
+    messages = [
+        (b"k" * 600_000, json.dumps(body).encode(), "ID_TOO_LONG"),  # the key stands in for patient_id
+        (b"k" * 900_000, b"not json", "NOT_JSON"),  # its dead letter would carry the key twice
+        (b"q" * 300_000, json.dumps(huge_id).encode(), "ID_TOO_LONG"),
+        (b"k" * 70_000, json.dumps(dict(body, Age=500)).encode(), "OUT_OF_RANGE"),
+        (None, json.dumps(long_event_id).encode(), None),
+        (b"p-fine", json.dumps(body).encode(), None),
+    ]
+    for key, value, _ in messages:
+        publish(iter([Event(key, value)]), 1, settings, progress=False)
+    run_available_now(spark, settings, model)  # the query finishes: no batch failed on a record too large
+    dead = consume(settings.bootstrap_servers, settings.dlq_topic, lambda r: len(r) >= 4, 60)
+    preds = consume(settings.bootstrap_servers, settings.output_topic, lambda r: len(r) >= 2, 60)
+    assert (len(dead), len(preds)) == (4, 2), "input = predictions + dead letters"
+    dlq_schema = load_json("dead_letter.v1.schema.json")
+    codes_by_key_size = {}
+    for msg in dead:
+        rec = json.loads(msg.value())
+        jsonschema.validate(rec, dlq_schema)
+        assert len(msg.key()) <= 64 * 1024 and len(msg.key()) + len(msg.value()) < 1024 * 1024
+        assert rec["key_truncated"] == (rec["key_size"] > 64 * 1024)
+        codes_by_key_size[rec["key_size"]] = rec["error_code"]
+    assert codes_by_key_size == {600_000: "ID_TOO_LONG", 900_000: "NOT_JSON", 300_000: "ID_TOO_LONG",
+                                 70_000: "OUT_OF_RANGE"}
+    by_id = {json.loads(m.value())["patient_id"]: json.loads(m.value()) for m in preds}
+    topic, partition, offset = by_id["p-ok"]["event_id"].rsplit("-", 2)
+    assert topic == settings.input_topic and partition.isdigit() and offset.isdigit(), \
+        "an event_id over 256 characters is replaced by the derived one"
+    assert "p-fine" in by_id

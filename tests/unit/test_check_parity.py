@@ -25,8 +25,8 @@ TS = datetime(2026, 1, 2, 3, 4, 5, tzinfo=timezone.utc)
 TS_US = int(TS.timestamp() * 1_000_000)
 
 
-def _spark_verdicts(spark, values: list[bytes]) -> list[tuple]:
-    df = kafka_rows(spark, [(None, v) for v in values], timestamp=TS)
+def _spark_verdicts(spark, values: list[bytes], keys: list[bytes | None] | None = None) -> list[tuple]:
+    df = kafka_rows(spark, list(zip(keys or [None] * len(values), values, strict=True)), timestamp=TS)
     out = validate_events(decode_events(df)).select(
         "offset", "error_code", "patient_id", "event_id", F.date_format("event_ts", ISO_MILLIS).alias("t"),
         F.unix_millis("event_ts").alias("ms"),
@@ -35,11 +35,11 @@ def _spark_verdicts(spark, values: list[bytes]) -> list[tuple]:
     return [(r.error_code, r.patient_id, r.event_id, r.t, r.ms) for r in rows]
 
 
-def _python_verdicts(values: list[bytes]) -> list[tuple]:
+def _python_verdicts(values: list[bytes], keys: list[bytes | None] | None = None) -> list[tuple]:
     now_us = int(datetime.now(timezone.utc).timestamp() * 1_000_000)
     out = []
-    for i, v in enumerate(values):
-        c = check_event(v, None, fallback_event_id=f"t-0-{i}", fallback_time_us=TS_US, now_us=now_us)
+    for i, (k, v) in enumerate(zip(keys or [None] * len(values), values, strict=True)):
+        c = check_event(v, k, fallback_event_id=f"t-0-{i}", fallback_time_us=TS_US, now_us=now_us)
         if c.code is not None and c.stage == "decode":
             out.append((c.code, None, f"t-0-{i}", iso_millis(TS_US), TS_US // 1000))
             continue
@@ -49,15 +49,15 @@ def _python_verdicts(values: list[bytes]) -> list[tuple]:
     return out
 
 
-def _compare(spark, named: list[tuple[str, bytes]]) -> list[tuple]:
-    spark_side = _spark_verdicts(spark, [v for _, v in named])
-    python_side = _python_verdicts([v for _, v in named])
+def _compare(spark, named: list[tuple[str, bytes]], keys: list[bytes | None] | None = None) -> list[tuple]:
+    spark_side = _spark_verdicts(spark, [v for _, v in named], keys)
+    python_side = _python_verdicts([v for _, v in named], keys)
     diffs = []
     for (name, value), s, p in zip(named, spark_side, python_side, strict=True):
         if s[0] in ("NOT_UTF8", "NOT_JSON", "NOT_AN_OBJECT", "EMPTY_VALUE"):
             s = (s[0], None, *s[2:])  # a decode error carries no envelope
         if s != p:
-            diffs.append((name, value[:160], s, p))
+            diffs.append((name, value[:160], tuple(str(x)[:80] for x in s), tuple(str(x)[:80] for x in p)))
     assert diffs == [], "\n".join(map(repr, diffs[:20]))
     return spark_side
 
@@ -125,3 +125,20 @@ def test_three_thousand_mutants_get_the_streams_verdicts(spark):
     codes = [v[0] for v in verdicts]
     assert len(set(codes) - {None}) >= 9, set(codes)
     assert 0.1 < codes.count(None) / len(codes) < 0.9, "valid and rejected mutants both well represented"
+
+
+def test_message_keys_stand_in_for_patient_ids_alike(spark):
+    no_id = {k: v for k, v in EXAMPLE.items() if k != "patient_id"}
+    body = json.dumps(no_id).encode()
+    keyed = [
+        ("short_key", b"p-1"),
+        ("spaced_key", b"  p-2  "),
+        ("blank_key", b"   "),
+        ("key_256", b"k" * 256),
+        ("key_257", b"k" * 257),
+        ("key_600k", b"k" * 600_000),
+        ("key_not_utf8", b"p\xff\xfeq"),
+        ("key_escape", b"a\x1b[31mb"),
+    ]
+    verdicts = _compare(spark, [(name, body) for name, _ in keyed], [k for _, k in keyed])
+    assert [v[0] for v in verdicts] == [None, None, "NO_PATIENT_ID", None, "ID_TOO_LONG", "ID_TOO_LONG", None, None]

@@ -13,11 +13,12 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from stream.contract.codes import ERROR_CODES, MAX_ID_CHARS, MAX_MESSAGE_BYTES
+from stream.contract.codes import CONTROL_CHARS, ERROR_CODES, MAX_ID_CHARS, MAX_MESSAGE_BYTES
 from stream.contract.schema import ENVELOPE_FIELDS, FieldSpec, clinical_fields
 from stream.contract.spark_json import NotJson, map_lookup, parse_root, read_map, read_struct
 from stream.contract.spark_time import event_time_micros
@@ -53,6 +54,7 @@ def parse_ranges(field_ranges: Mapping[str, str]) -> Ranges:
 
 _TYPE_WORD = {"integer": "an integer", "number": "a number", "category": "a string"}
 _SPARK_TYPE = {"integer": "int", "number": "double", "category": "string"}
+_CONTROL = re.compile(CONTROL_CHARS)
 
 
 @dataclass(frozen=True)
@@ -150,7 +152,8 @@ def check_event(
         return _decode_error(_not_object(text, rest, root), fallback_event_id)
     assert event is not None
     given_id = event["event_id"]
-    event_id = given_id if given_id and len(given_id) <= MAX_ID_CHARS else fallback_event_id
+    usable = given_id and len(given_id) <= MAX_ID_CHARS and not _CONTROL.search(given_id)
+    event_id = given_id if usable else fallback_event_id
     patient_id = _patient_id(event.get("patient_id"), key)
     time_us, given = event_time_micros(event["event_time"], fallback_time_us, now_us)
     valid = Checked(None, None, None, event=event, event_id=event_id, patient_id=patient_id, event_time_us=time_us)
@@ -165,6 +168,9 @@ def check_event(
         return _failed(valid, "BAD_EVENT_TIME", "event_time must be ISO-8601 or epoch milliseconds", "event_time")
     if len(patient_id) > MAX_ID_CHARS:
         return _failed(valid, "ID_TOO_LONG", f"patient_id must be at most {MAX_ID_CHARS} characters", "patient_id")
+    if _CONTROL.search(patient_id) or (given_id is not None and _CONTROL.search(given_id)):
+        field = "patient_id" if _CONTROL.search(patient_id) else "event_id"
+        return _failed(valid, "ID_NOT_PRINTABLE", "patient_id and event_id must not hold control characters", field)
     return valid
 
 

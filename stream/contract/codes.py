@@ -43,6 +43,10 @@ ERROR_CODES: dict[str, tuple[Stage, str]] = {
     "NO_PATIENT_ID": ("validate", "neither a patient_id field nor a message key"),
     "BAD_EVENT_TIME": ("validate", "event_time is neither ISO-8601 nor epoch milliseconds"),
     "ID_TOO_LONG": ("validate", "patient_id (or the message key standing in for it) is over 256 characters"),
+    "ID_NOT_PRINTABLE": (
+        "validate",
+        "patient_id or event_id holds a control character (U+0000-U+001F, U+007F-U+009F: a terminal escape, say)",
+    ),
     "SCORE_FAILED": ("score", "the model produced no finite probability"),
 }
 
@@ -59,6 +63,8 @@ MAX_DEAD_LETTER_KEY_BYTES = 64 * 1024
 # patient_id and event_id at most this many characters: a longer event_id is replaced by the derived
 # <topic>-<partition>-<offset>; a longer patient_id is the dead letter ID_TOO_LONG.
 MAX_ID_CHARS = 256
+# The control characters (Unicode category Cc) no id may hold; the same class in Java and Python regexes.
+CONTROL_CHARS = "[\\x00-\\x1f\\x7f-\\x9f]"
 
 
 def stage_of(code: str) -> Stage:

@@ -14,7 +14,7 @@ from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
 from stream.contract.check import Ranges, parse_ranges
-from stream.contract.codes import DECODE_CODES, ERROR_CODES, MAX_ID_CHARS
+from stream.contract.codes import CONTROL_CHARS, DECODE_CODES, ERROR_CODES, MAX_ID_CHARS
 from stream.contract.schema import FieldSpec, clinical_fields
 from stream.pipeline.columns import (
     DECODE_DETAIL,
@@ -100,6 +100,11 @@ def event_time_column() -> Column:
     return F.when(raw.isNull(), F.col("timestamp")).otherwise(parsed)
 
 
+def _usable_id(event_id: Column) -> Column:
+    """A given event_id the outputs may carry: not empty, not over-long, no control character."""
+    return (event_id != "") & (F.length(event_id) <= MAX_ID_CHARS) & ~event_id.rlike(CONTROL_CHARS)
+
+
 def validate_events(df: DataFrame, ranges: Ranges | None = None) -> DataFrame:
     """Add the verdict columns and the envelope columns.
 
@@ -110,8 +115,7 @@ def validate_events(df: DataFrame, ranges: Ranges | None = None) -> DataFrame:
     df = df.withColumns(
         {
             EVENT_ID: F.coalesce(
-                F.when(F.length(F.col(f"{EVENT}.event_id")) <= MAX_ID_CHARS, F.nullif(F.col(f"{EVENT}.event_id"),
-                                                                                      F.lit(""))),
+                F.when(_usable_id(F.col(f"{EVENT}.event_id")), F.col(f"{EVENT}.event_id")),
                 F.concat_ws("-", F.col("topic"), F.col("partition"), F.col("offset")),
             ),
             PATIENT_ID: patient_id_column(),
@@ -129,6 +133,8 @@ def validate_events(df: DataFrame, ranges: Ranges | None = None) -> DataFrame:
     )
     checks.append((F.length(F.col(PATIENT_ID)) > MAX_ID_CHARS, "ID_TOO_LONG",
                    f"patient_id must be at most {MAX_ID_CHARS} characters"))
+    checks.append((F.col(PATIENT_ID).rlike(CONTROL_CHARS) | F.col(f"{EVENT}.event_id").rlike(CONTROL_CHARS),
+                   "ID_NOT_PRINTABLE", "patient_id and event_id must not hold control characters"))
     verdict = F.when(F.col(DECODE_ERROR).isNotNull(), F.lit(0))
     for position, (cond, _, _) in enumerate(checks, start=1):
         verdict = verdict.when(cond, F.lit(position))

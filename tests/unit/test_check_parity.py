@@ -141,4 +141,5 @@ def test_message_keys_stand_in_for_patient_ids_alike(spark):
         ("key_escape", b"a\x1b[31mb"),
     ]
     verdicts = _compare(spark, [(name, body) for name, _ in keyed], [k for _, k in keyed])
-    assert [v[0] for v in verdicts] == [None, None, "NO_PATIENT_ID", None, "ID_TOO_LONG", "ID_TOO_LONG", None, None]
+    assert [v[0] for v in verdicts] == [None, None, "NO_PATIENT_ID", None, "ID_TOO_LONG", "ID_TOO_LONG", None,
+                                        "ID_NOT_PRINTABLE"]

@@ -69,7 +69,11 @@ def hey(url: str, body: Path, token: str, seconds: float, connections: int, rate
            "-H", f"Authorization: Bearer {token}", "-D", str(body), "-o", "csv"]
     if rate is not None:
         cmd += ["-q", f"{rate / connections:g}"]
-    out = subprocess.run([*cmd, url], capture_output=True, text=True, timeout=seconds + 60, check=True).stdout
+    run = subprocess.run([*cmd, url], capture_output=True, text=True, timeout=seconds + 60)
+    if run.returncode != 0:
+        msg = f"hey exited with {run.returncode}: {run.stderr.strip()[-300:] or run.stdout.strip()[-300:]}"
+        raise SetupError(msg)
+    out = run.stdout
     rows = list(csv.DictReader(io.StringIO(out)))
     latencies = [float(r["response-time"]) * 1000 for r in rows]
     offsets = [float(r["offset"]) for r in rows]

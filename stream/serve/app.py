@@ -129,7 +129,7 @@ def create_app(settings: Settings, predictor: Predictor, verifier: TokenVerifier
         body = await _read_body(request, settings.serve_max_body)
         if body is None:
             metrics.errors.labels(error_code="MESSAGE_TOO_LARGE").inc()
-            return _json(413, error_body("MESSAGE_TOO_LARGE", "the event is over 1 MiB"))
+            return _json(413, error_body("MESSAGE_TOO_LARGE", f"the body is over {settings.serve_max_body} bytes"))
         out = predictor.predict(body)
         if out.status == 200:
             metrics.predictions.labels(risk_level=out.body["risk_level"]).inc()

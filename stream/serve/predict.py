@@ -22,7 +22,6 @@ from pathlib import Path
 from typing import Any
 
 from stream.contract.check import Checked, check_event
-from stream.contract.codes import MAX_MESSAGE_BYTES
 from stream.contract.spark_time import iso_millis
 from stream.errors import HeartriskError
 from stream.model.artifact import load_metadata, resolve_model_dir
@@ -83,15 +82,13 @@ class Predictor:
     def predict(self, body: bytes, received_us: int | None = None) -> Outcome:
         """One event's bytes -> 200 with the prediction record, 413 or 422 with the error code."""
         now_us = received_us if received_us is not None else time.time_ns() // 1000
-        if len(body) > MAX_MESSAGE_BYTES:
-            return Outcome(413, error_body("MESSAGE_TOO_LARGE", "the event is over 1 MiB"), "MESSAGE_TOO_LARGE")
         checked = check_event(body, None, fallback_event_id=f"http-{uuid.uuid4()}", fallback_time_us=now_us,
                               now_us=now_us, ranges=self.ranges)
         if not checked.ok:
             assert checked.code is not None and checked.detail is not None
             body_out = error_body(checked.code, checked.detail, checked.field, stage=checked.stage,
                                   event_id=checked.event_id)
-            return Outcome(422, body_out, checked.code)
+            return Outcome(413 if checked.code == "MESSAGE_TOO_LARGE" else 422, body_out, checked.code)
         return Outcome(200, self.record(checked, now_us), "OK")
 
     def record(self, checked: Checked, scored_us: int) -> dict[str, Any]:

@@ -16,6 +16,7 @@ import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 from stream.contract.codes import CONTROL_CHARS, ERROR_CODES, MAX_ID_CHARS, MAX_MESSAGE_BYTES
@@ -80,6 +81,7 @@ def _decode_error(code: str, event_id: str) -> Checked:
     return Checked(code, ERROR_CODES[code][1], "decode", event_id=event_id)
 
 
+@lru_cache(maxsize=1)
 def _struct_fields() -> dict[str, str]:
     out = dict.fromkeys(ENVELOPE_FIELDS, "string")
     out.update({f.name: _SPARK_TYPE[f.kind] for f in clinical_fields()})

@@ -3,7 +3,7 @@
 The HTTP service checks an event without Spark, yet must give the verdict the
 stream gives for the same bytes. This module reproduces the parts of Spark's
 JSON reading (Jackson with Spark's default options) that decide a verdict,
-each one measured against Spark (``tests/integration/test_serve_parity.py``):
+each one measured against Spark (``tests/unit/test_check_parity.py``):
 
 - the root value is read and anything after it ignored (``{...} trailing``);
   single-quoted strings and the non-numeric numbers ``NaN``, ``Infinity``,
@@ -44,6 +44,14 @@ class NotJson(ValueError):
     """The text does not parse as Spark's JSON reader parses it."""
 
 
+def _string_end(text: str, i: int) -> int:
+    """The index just past the double-quoted string that starts at ``text[i]`` (escapes skipped)."""
+    j, n = i + 1, len(text)
+    while j < n and text[j] != '"':
+        j += 2 if text[j] == "\\" else 1
+    return j + 1
+
+
 def _single_to_double(text: str) -> str:
     """Rewrite single-quoted strings as double-quoted ones (Jackson's ALLOW_SINGLE_QUOTES)."""
     out: list[str] = []
@@ -51,11 +59,9 @@ def _single_to_double(text: str) -> str:
     while i < n:
         c = text[i]
         if c == '"':
-            j = i + 1
-            while j < n and text[j] != '"':
-                j += 2 if text[j] == "\\" else 1
-            out.append(text[i:j + 1])
-            i = j + 1
+            j = _string_end(text, i)
+            out.append(text[i:j])
+            i = j
         elif c == "'":
             j = i + 1
             buf = ['"']
@@ -86,11 +92,9 @@ def _odd_numbers(text: str) -> str:
     while i < n:
         if text[i] == '"':
             out.append(_ODD_NUMBERS.sub(lambda m: _ODD_VALUES[m.group(1)], text[start:i]))
-            j = i + 1
-            while j < n and text[j] != '"':
-                j += 2 if text[j] == "\\" else 1
-            out.append(text[i:j + 1])
-            i = start = j + 1
+            j = _string_end(text, i)
+            out.append(text[i:j])
+            i = start = j
         else:
             i += 1
     out.append(_ODD_NUMBERS.sub(lambda m: _ODD_VALUES[m.group(1)], text[start:]))
@@ -133,7 +137,7 @@ def java_double(x: float) -> str:
         if "e" in text:  # repr uses exponents below 1e-4; Java does not until 1e-3
             text = format(x, "f")
         return text if "." in text else text + ".0"
-    sign, digits, exp = Decimal(repr(a)).as_tuple()
+    _, digits, exp = Decimal(repr(a)).as_tuple()
     ds = list(digits)
     while len(ds) > 1 and ds[-1] == 0:
         ds.pop()

@@ -6,7 +6,7 @@ indexer's unknown bucket), the scaler's mean and std and the logistic
 regression's coefficient and intercept. ``LinearScorer`` evaluates them in the
 order the stream's compiled engine does (``stream.model.compiled``), so its
 probability agrees with ``PipelineModel.transform`` to rounding
-(``tests/integration/test_serve_parity.py`` says to what precision), and it gives
+(``tests/integration/test_serve.py`` says to what precision), and it gives
 the stream's top-3 contributions and imputed fields. Used by ``heartrisk serve``.
 """
 

@@ -178,8 +178,11 @@ def build_parser() -> argparse.ArgumentParser:
                    "(registers the schema under <input topic>-value)"),
          _opt("--schema-version", type=int, default=None,
               help="with --format avro: which schemas/patient_event.v<N>.avsc to write with (default: newest)"),
-         _opt("--source", choices=("dataset", "synthetic"), default="dataset",
-              help="replay data/heart_disease.csv, or draw from the model's training distribution"),
+         _opt("--source", choices=("dataset", "synthetic", "drifted"), default="dataset",
+              help="replay data/heart_disease.csv, draw from the model's training distribution (synthetic), "
+                   "or draw and shift fields (drifted: see --shift)"),
+         _opt("--shift", default=None, metavar="FIELD=DELTA,...",
+              help="with --source drifted: add DELTA to these numeric fields (default Blood_Pressure=25)"),
          _opt("--count", type=int, default=None,
               help="events to publish (default: the data set's size, or 1000 synthetic)"),
          _opt("--rate", type=float, default=0.0, help="events per second; 0 = as fast as possible"),

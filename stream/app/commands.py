@@ -63,7 +63,20 @@ def produce_command(args: argparse.Namespace, s: Settings) -> int:
 
         msg = "--schema-version applies to --format avro only"
         raise ConfigError(msg)
-    events = generate(count, args.source, s, args.bad_fraction, args.seed, encoder=encoder)
+    shift = None
+    if args.shift is not None:
+        from stream.errors import ConfigError
+        from stream.spec import parse_kv
+
+        if args.source != "drifted":
+            msg = "--shift applies to --source drifted only"
+            raise ConfigError(msg)
+        try:
+            shift = {k: float(v) for k, v in parse_kv(args.shift).items()}
+        except ValueError as exc:
+            msg = f"--shift {args.shift!r}: expected FIELD=DELTA,... with numbers, e.g. Blood_Pressure=25"
+            raise ConfigError(msg) from exc
+    events = generate(count, args.source, s, args.bad_fraction, args.seed, encoder=encoder, shift=shift)
     n = publish(events, count, s, rate=args.rate, progress=not args.quiet)
     print(f"published {n} {args.format} events to {s.input_topic}")
     return 0

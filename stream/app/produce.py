@@ -2,7 +2,9 @@
 
 Synthetic patients are drawn field by field from the training distribution in
 model.json (decile bins for numbers, frequencies for categories), so they look
-like the Cleveland patients without copying any. ``bad_fraction`` mixes in
+like the Cleveland patients without copying any; drifted ones are synthetic
+patients with fields shifted (blood pressure +25 mmHg by default), to see the
+drift metrics move. ``bad_fraction`` mixes in
 malformed events of every kind the scorer rejects, for demos and tests.
 """
 
@@ -13,7 +15,7 @@ import random
 import sys
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,6 +26,9 @@ from stream.config import Settings
 from stream.contract.schema import clinical_fields
 from stream.errors import BrokerError, ConfigError
 from stream.model.dataset import read_csv
+from stream.model.distribution import SyntheticPatients
+
+DEFAULT_SHIFT: Mapping[str, float] = {"Blood_Pressure": 25.0}
 
 
 @dataclass(frozen=True)
@@ -51,33 +56,6 @@ def event_json(patient: dict[str, Any], patient_id: str, event_id: str | None = 
 def dataset_patients(path: Path) -> list[dict[str, Any]]:
     """The data set's rows, clinical fields only, with their ids."""
     return read_csv(path)
-
-
-class SyntheticPatients:
-    """Draws patients from a model's training distribution."""
-
-    def __init__(self, distribution: dict[str, Any], seed: int = 7) -> None:
-        self.dist = distribution
-        self.rng = random.Random(seed)
-
-    def draw(self) -> dict[str, Any]:
-        """One patient."""
-        out: dict[str, Any] = {}
-        for f in clinical_fields():
-            d = self.dist[f.name]
-            if d["type"] == "numeric":
-                edges, counts = d["bin_edges"], d["counts"]
-                i = self.rng.choices(range(len(counts)), weights=counts)[0]
-                lo, hi = edges[i], edges[i + 1]
-                x = self.rng.uniform(lo, hi)
-                if f.kind == "integer":
-                    out[f.name] = int(round(x))
-                else:
-                    out[f.name] = float(round(x))
-            else:
-                cats = list(d["frequencies"])
-                out[f.name] = self.rng.choices(cats, weights=list(d["frequencies"].values()))[0]
-        return out
 
 
 def _valid(patient: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -209,10 +187,13 @@ def generate(
     bad_fraction: float = 0.0,
     seed: int = 7,
     encoder: Encoder | None = None,
+    shift: Mapping[str, float] | None = None,
 ) -> Iterator[Event]:
     """The events to publish: valid ones from the data set or the model's distribution, bad ones mixed in.
 
     With an ``encoder`` (``avro_encoder``) events are Avro, and the bad ones are Avro's kinds.
+    Source ``drifted``: synthetic patients with numeric fields shifted by ``shift``
+    (default: Blood_Pressure +25), kept within the contract's range.
     """
     rng = random.Random(seed)
     kinds = MIXED_KINDS if encoder is None else tuple(sorted(AVRO_BAD_KINDS))
@@ -228,10 +209,13 @@ def generate(
     else:
         from stream.model.artifact import load_metadata
 
-        synth = SyntheticPatients(load_metadata(settings.path(settings.model_dir))["training_distribution"], seed)
+        if source == "drifted":
+            shift = shift or DEFAULT_SHIFT
+        synth = SyntheticPatients(load_metadata(settings.path(settings.model_dir))["training_distribution"], seed,
+                                  shift=shift)
 
         def patients(i: int) -> tuple[str, dict[str, Any]]:
-            return f"synthetic-{seed}-{i:08d}", synth.draw()
+            return f"{source}-{seed}-{i:08d}", synth.draw()
 
     for i in range(count):
         if bad_fraction > 0 and rng.random() < bad_fraction:

@@ -10,9 +10,9 @@ from typing import Protocol
 
 from confluent_kafka import Producer
 
-from stream.app.produce import SyntheticPatients
 from stream.config import Settings
 from stream.model.artifact import load_metadata
+from stream.model.distribution import SyntheticPatients
 
 
 class EventFactory:

@@ -16,12 +16,13 @@ from datetime import datetime, timezone
 import pytest
 from pyspark.sql import functions as F
 
-from stream.app.produce import MIXED_KINDS, SyntheticPatients, bad_event
+from stream.app.produce import MIXED_KINDS, bad_event
 from stream.config import PROJECT_ROOT
 from stream.contract.schema import clinical_fields
 from stream.errors import ModelError
 from stream.model.compiled import compile_pipeline
 from stream.model.dataset import read_csv
+from stream.model.distribution import SyntheticPatients
 from stream.pipeline.build import build_scores
 from tests.helpers import kafka_rows
 

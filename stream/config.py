@@ -84,9 +84,7 @@ class Settings:
         "local_registry",
     )
     kafka_port: int = setting(9092, "port of the local broker's client listener", "local_broker", port)
-    kafka_controller_port: int = setting(
-        9093, "port of the local broker's KRaft controller", "local_broker", port
-    )
+    kafka_controller_port: int = setting(9093, "port of the local broker's KRaft controller", "local_broker", port)
     kafka_state_dir: str = setting(".kafka-local", "directory for the local broker's data and logs", "local_broker")
     kafka_heap: str = setting("1g", "Java heap of the local broker (-Xmx)", "local_broker")
     jvm_dir: str = setting(".jvm", "where `make setup` put the Maven-resolved jars", "general")
@@ -101,9 +99,7 @@ class Settings:
         "scorer", choice(*get_args(Engine)),
     )
     # The scorer.
-    query_name: str = setting(
-        "heartrisk-scorer", "streaming query name; also its checkpoint folder name", "scorer"
-    )
+    query_name: str = setting("heartrisk-scorer", "streaming query name; also its checkpoint folder name", "scorer")
     checkpoint_dir: str = setting("checkpoints", "parent of the checkpoint folders (any Hadoop path)", "scorer")
     trigger: str = setting(
         "processing-time=250ms",
@@ -122,9 +118,7 @@ class Settings:
         "crash, batches not yet logged are written again) | sync (two checkpoint writes in every batch)",
         "scorer", choice(*get_args(ProgressTracking)), metavar="async|sync",
     )
-    starting_offsets: str = setting(
-        "earliest", "where a new query starts: earliest | latest | JSON", "scorer"
-    )
+    starting_offsets: str = setting("earliest", "where a new query starts: earliest | latest | JSON", "scorer")
     field_ranges: Mapping[str, str] = setting(
         {},
         "widen or narrow a numeric clinical field's allowed range, Field=lo:hi,... (the event contract's "
@@ -137,12 +131,13 @@ class Settings:
         "tools see its lag (the checkpoint stays the truth): auto (the query name) | a group name | off",
         "scorer",
     )
-    progress_file: str = setting(
-        "",
-        "progress file the scorer writes and the exporter reads "
-        "(default: <checkpoint>/heartrisk-progress.json, or .run/ for a remote checkpoint)",
-        "scorer",
-    )
+    progress_file: str = setting("", "progress file the scorer writes and the exporter reads "
+                                 "(default: <checkpoint>/heartrisk-progress.json, or .run/ for a remote checkpoint)",
+                                 "scorer")
+    drift: OnOff = setting("on", "count each batch's valid events per training bin, for the drift metrics: on | off",
+                           "scorer", choice(*get_args(OnOff)), metavar="on|off")
+    drift_window: float = setting(3600.0, "seconds of events the drift metrics (PSI, level mix, missing) cover",
+                                  "scorer", positive_float)
     spark_master: str = setting("local[*]", "Spark master URL", "spark")
     spark_driver_memory: str = setting("1g", "Spark driver memory", "spark")
     shuffle_partitions: int = setting(4, "spark.sql.shuffle.partitions", "spark", positive_int)

@@ -12,6 +12,7 @@ import json
 import logging
 import threading
 from collections.abc import Mapping
+from typing import Any
 
 from pyspark.sql import SparkSession
 from pyspark.sql.streaming.query import StreamingQuery
@@ -26,8 +27,9 @@ from stream.contract.writer_schemas import Writer, WriterSchemas
 from stream.errors import BrokerError, ConfigError, RegistryUnavailable
 from stream.local.topics import end_offsets
 from stream.model.artifact import LoadedModel
+from stream.monitor.drift import reference
 from stream.monitor.listener import ProgressListener
-from stream.monitor.observe import observe_batch
+from stream.monitor.observe import observer
 from stream.pipeline.build import build_output
 from stream.pipeline.sink import write_predictions
 from stream.pipeline.source import read_events
@@ -109,6 +111,11 @@ def check_real_time(spark: SparkSession, settings: Settings) -> None:
         raise ConfigError(msg)
 
 
+def drift_reference(settings: Settings, model: LoadedModel) -> dict[str, Any] | None:
+    """What the drift counts compare with (the model's training distribution), or None when drift is off."""
+    return reference(model.meta) if settings.drift == "on" else None
+
+
 def warm_up(
     spark: SparkSession, settings: Settings, model: LoadedModel, writers: Mapping[int, Writer] | None = None
 ) -> float:
@@ -136,7 +143,7 @@ def warm_up(
             .option("startingOffsets", at_end).option("endingOffsets", at_end).load()
             .select(*RAW_COLUMNS)
         )
-        plan = build_output(empty, model, settings, tap=observe_batch, writers=writers)
+        plan = build_output(empty, model, settings, tap=observer(drift_reference(settings, model)), writers=writers)
         plan.write.format("noop").mode("overwrite").save()
     except Exception as exc:  # an optimisation only: never keep the scorer from starting
         logger.warning('event="warm-up skipped" reason="%s"', str(exc).splitlines()[0][:300])
@@ -180,8 +187,10 @@ def start_scorer(
         settings.progress_path, settings.query_name, model.version,
         on_batch_committed=lag_group.commit if lag_group is not None else None,
         on_closed=lag_group.close if lag_group is not None else None,
+        drift_reference=drift_reference(settings, model), drift_window_s=settings.drift_window,
     )
     spark.streams.addListener(listener)
+    observe_batch = observer(drift_reference(settings, model))
 
     def plan(writers: Mapping[int, Writer] | None) -> StreamingQuery:
         raw = read_events(spark, settings)

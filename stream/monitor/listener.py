@@ -21,6 +21,7 @@ from typing import Any
 from pyspark.sql.streaming.listener import StreamingQueryListener
 
 from stream.contract.codes import ERROR_CODES
+from stream.monitor.drift import LEVELS, add_to_window, batch_counts
 from stream.monitor.progress import empty_totals, read_progress, write_progress
 from stream.pipeline.columns import LATENCY_BUCKETS, OBSERVATION, UNPLANNED_SCHEMA_ID, bucket_name
 
@@ -34,6 +35,7 @@ class ProgressListener(StreamingQueryListener):
         self, path: Path, query_name: str, model_version: str,
         on_batch_committed: Callable[[Any], None] | None = None,
         on_closed: Callable[[], None] | None = None,
+        drift_reference: dict[str, Any] | None = None, drift_window_s: float = 3600.0,
     ) -> None:
         super().__init__()
         self.on_batch_committed = on_batch_committed  # given each batch's source end offsets
@@ -58,6 +60,15 @@ class ProgressListener(StreamingQueryListener):
             "totals": previous.get("totals") or empty_totals(),
             "registry_pause": None,
         }
+        self.state["totals"].setdefault("levels", dict.fromkeys(LEVELS, 0))
+        if drift_reference is not None:
+            # the window goes on across restarts, unless the reference changed (another model)
+            kept = previous.get("drift") or {}
+            same = kept.get("reference") == drift_reference
+            self.state["drift"] = {
+                "reference": drift_reference, "window_s": drift_window_s, "bucket_s": drift_window_s / 60,
+                "buckets": kept.get("buckets", []) if same else [],
+            }
         write_progress(path, self.state)
 
     def _save(self) -> None:
@@ -142,6 +153,14 @@ class ProgressListener(StreamingQueryListener):
                 totals["latency_buckets"][str(le)] += int(row[bucket_name(le)])
             totals["latency_count"] += int(row["predictions"])
             totals["latency_sum_seconds"] += float(row["latency_ms_sum"] or 0) / 1000.0
+            drift = self.state.get("drift")
+            if drift is not None:
+                counts = batch_counts(row, drift["reference"])
+                for level, n in zip(LEVELS, counts["levels"], strict=True):
+                    totals["levels"][level] += n
+                drift["buckets"] = add_to_window(
+                    drift["buckets"], counts, time.time(), drift["bucket_s"], drift["window_s"]
+                )
             quantiles = row["latency_ms_p50_p99"]
             if quantiles:
                 self.state["latency_p50_seconds"] = quantiles[0] / 1000.0

@@ -1,0 +1,162 @@
+"""Drift against the training data: bins, per-batch counts, a sliding window, and PSI (pure Python).
+
+The reference is the model's ``training_distribution`` (``model.json``): decile
+bins for numbers, frequencies for categories, and the out-of-fold share of each
+risk level. Each micro-batch counts its valid events per bin inside the query
+(``stream.monitor.observe``, one pass, no Python per row). The listener turns the
+batch's aggregates into bin counts (``batch_counts``) and adds them to a window
+of time buckets kept in the progress file (``add_to_window``), so the window
+survives restarts of either process. The exporter sums the window and computes
+the population stability index per feature (``summarize``).
+
+Bins follow ``numpy.histogram``, which made the reference: ``[e_k, e_k+1)``, the
+last one closed; plus one bin below the first edge and one above the last,
+expected empty. A null (a missing nullable field) is not binned: it is counted
+as missing and reported as a ratio.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from stream.contract.schema import clinical_fields
+
+LEVELS = ("Low", "Medium", "High")
+# the floor of a bin's share in PSI, so an empty bin on either side gives a large finite term
+EPSILON = 1e-4
+
+
+def reference(meta: Mapping[str, Any]) -> dict[str, Any]:
+    """What the stream is compared with, from a model's metadata (JSON-ready)."""
+    dist = meta.get("training_distribution") or {}
+    features: dict[str, Any] = {}
+    for f in clinical_fields():
+        d = dist.get(f.name)
+        if d is None:
+            continue
+        if d["type"] == "numeric":
+            features[f.name] = {"kind": "numeric", "edges": list(d["bin_edges"]), "expected": [0, *d["counts"], 0]}
+        else:
+            cats = list(f.values) + sorted(set(d["frequencies"]) - set(f.values))
+            features[f.name] = {
+                "kind": "categorical", "categories": cats, "expected": [d["frequencies"].get(c, 0) for c in cats],
+            }
+    levels = (meta.get("metrics") or {}).get("levels") or {}
+    return {
+        "features": features,
+        "levels": [int(levels[lv]["n"]) if lv in levels else 0 for lv in LEVELS],
+        "nullable": [f.name for f in clinical_fields() if f.nullable and f.name in features],
+    }
+
+
+def cut_name(field: str, k: int) -> str:
+    """The observation column counting values of ``field`` below edge k (or equal to category k)."""
+    return f"d_{field}_{k}"
+
+
+def present_name(field: str) -> str:
+    """The observation column counting valid events where ``field`` is not null."""
+    return f"d_{field}_n"
+
+
+def level_name(level: str) -> str:
+    """The observation column counting predictions of one risk level."""
+    return f"lvl_{level}"
+
+
+PROBABILITY_SUM = "probability_sum"
+
+
+def batch_counts(row: Mapping[str, Any], ref: Mapping[str, Any]) -> dict[str, Any]:
+    """One batch's bin counts from its observation row.
+
+    For a numeric field with edges e_0..e_m the row holds ``v < e_k`` for
+    k < m and ``v <= e_m`` (cut k = m), so each bin is a difference of two
+    cumulative counts: one comparison per edge in the query, not one per bin.
+    """
+    n = int(row["predictions"])
+    features: dict[str, list[int]] = {}
+    missing: dict[str, int] = {}
+    for name, spec in ref["features"].items():
+        present = int(row[present_name(name)])
+        missing[name] = n - present
+        if spec["kind"] == "numeric":
+            cum = [int(row[cut_name(name, k)]) for k in range(len(spec["edges"]))]
+            features[name] = [cum[0], *(b - a for a, b in zip(cum, cum[1:], strict=False)), present - cum[-1]]
+        else:
+            features[name] = [int(row[cut_name(name, k)]) for k in range(len(spec["categories"]))]
+    return {
+        "n": n,
+        "probability_sum": float(row[PROBABILITY_SUM] or 0.0),
+        "levels": [int(row[level_name(lv)]) for lv in LEVELS],
+        "features": features,
+        "missing": missing,
+    }
+
+
+def _add(into: dict[str, Any], counts: Mapping[str, Any]) -> None:
+    into["n"] += counts["n"]
+    into["probability_sum"] += counts["probability_sum"]
+    into["levels"] = [a + b for a, b in zip(into["levels"], counts["levels"], strict=True)]
+    for name, bins in counts["features"].items():
+        have = into["features"].get(name)
+        into["features"][name] = list(bins) if have is None else [a + b for a, b in zip(have, bins, strict=True)]
+    for name, m in counts["missing"].items():
+        into["missing"][name] = into["missing"].get(name, 0) + m
+
+
+def empty_counts() -> dict[str, Any]:
+    """Counts of no events."""
+    return {"n": 0, "probability_sum": 0.0, "levels": [0] * len(LEVELS), "features": {}, "missing": {}}
+
+
+def add_to_window(
+    buckets: list[list[Any]], counts: Mapping[str, Any], now: float, bucket_s: float, window_s: float
+) -> list[list[Any]]:
+    """Add a batch's counts to its time bucket ([start, counts]); drop buckets older than the window."""
+    start = math.floor(now / bucket_s) * bucket_s
+    kept = [b for b in buckets if b[0] > now - window_s - bucket_s]
+    if not kept or kept[-1][0] != start:
+        kept.append([start, empty_counts()])
+    _add(kept[-1][1], counts)
+    return kept
+
+
+def window_counts(buckets: Sequence[Sequence[Any]], now: float, window_s: float, bucket_s: float) -> dict[str, Any]:
+    """The sum of the buckets that overlap the window ending now."""
+    total = empty_counts()
+    for start, counts in buckets:
+        if start > now - window_s - bucket_s:
+            _add(total, counts)
+    return total
+
+
+def psi(expected: Sequence[float], actual: Sequence[float], eps: float = EPSILON) -> float:
+    """Population stability index: sum of (a - e) * ln(a / e) over bins, shares floored at ``eps``."""
+    e_total, a_total = float(sum(expected)), float(sum(actual))
+    if e_total <= 0 or a_total <= 0:
+        return 0.0
+    out = 0.0
+    for e, a in zip(expected, actual, strict=True):
+        pe, pa = max(e / e_total, eps), max(a / a_total, eps)
+        out += (pa - pe) * math.log(pa / pe)
+    return out
+
+
+def summarize(window: Mapping[str, Any], ref: Mapping[str, Any]) -> dict[str, Any]:
+    """PSI per feature and for the level mix, missing ratios, level shares and mean probability of a window."""
+    n = window["n"]
+    level_total = sum(ref["levels"])
+    return {
+        "n": n,
+        "psi": {name: psi(spec["expected"], window["features"][name])
+                for name, spec in ref["features"].items() if name in window["features"]},
+        "level_psi": psi(ref["levels"], window["levels"]) if level_total else None,
+        "level_share": {lv: (c / n if n else 0.0) for lv, c in zip(LEVELS, window["levels"], strict=True)},
+        "reference_level_share": {lv: c / level_total for lv, c in zip(LEVELS, ref["levels"], strict=True)}
+        if level_total else {},
+        "missing_ratio": {name: (window["missing"].get(name, 0) / n if n else 0.0) for name in ref["nullable"]},
+        "mean_probability": window["probability_sum"] / n if n else None,
+    }

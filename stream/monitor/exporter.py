@@ -28,6 +28,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.exposition import delete_from_gateway, push_to_gateway
 
+from stream.monitor.drift import LEVELS, summarize, window_counts
 from stream.monitor.progress import read_progress
 from stream.pipeline.columns import LATENCY_BUCKETS
 
@@ -134,7 +135,46 @@ def build_metrics(progress: dict[str, Any] | None, up: bool) -> list[Metric]:
     info = GaugeMetricFamily(PREFIX + "model_info", "The model version in use", labels=["model_version"])
     info.add_metric([str(progress.get("model_version", "unknown"))], 1.0)
     out.append(info)
-    return out
+    levels = CounterMetricFamily(PREFIX + "predictions_by_level", "Predictions written, by risk level",
+                                 labels=["risk_level"])
+    for level in LEVELS:
+        levels.add_metric([level], (t.get("levels") or {}).get(level, 0))
+    out.append(levels)
+    return out + drift_metrics(progress.get("drift"), time.time())
+
+
+def drift_metrics(drift: dict[str, Any] | None, now: float) -> list[Metric]:
+    """The drift window's families: PSI per feature and of the level mix, shares, missing ratios."""
+    if not drift:
+        return []
+    window_s, bucket_s = float(drift["window_s"]), float(drift["bucket_s"])
+    summary = summarize(window_counts(drift["buckets"], now, window_s, bucket_s), drift["reference"])
+
+    def family(name: str, doc: str, label: str | None, values: dict[str, float] | float | None) -> Metric:
+        g = GaugeMetricFamily(PREFIX + name, doc, labels=[label] if label else None)
+        if isinstance(values, dict):
+            for key, value in sorted(values.items()):
+                g.add_metric([key], value)
+        elif values is not None:
+            g.add_metric([], values)
+        return g
+
+    return [
+        family("drift_window_seconds", "Length of the window the drift metrics cover", None, window_s),
+        family("drift_window_predictions", "Predictions in the drift window", None, float(summary["n"])),
+        family("feature_psi", "Population stability index of each input field against the training data, "
+               "over the drift window", "feature", summary["psi"] if summary["n"] else {}),
+        family("risk_level_psi", "Population stability index of the risk-level mix against the training "
+               "data (out-of-fold), over the drift window", None, summary["level_psi"] if summary["n"] else None),
+        family("window_level_share", "Share of each risk level in the drift window", "risk_level",
+               summary["level_share"] if summary["n"] else {}),
+        family("reference_level_share", "Share of each risk level in the training data (out-of-fold)",
+               "risk_level", summary["reference_level_share"]),
+        family("feature_missing_ratio", "Share of predictions whose nullable field was missing (imputed), "
+               "over the drift window", "feature", summary["missing_ratio"] if summary["n"] else {}),
+        family("window_mean_probability", "Mean probability of disease over the drift window", None,
+               summary["mean_probability"]),
+    ]
 
 
 class SnapshotCollector:

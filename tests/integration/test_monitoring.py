@@ -15,10 +15,12 @@ import urllib.request
 from collections import Counter
 from pathlib import Path
 
+import numpy as np
 import pytest
+import yaml
 
 from stream.app.produce import MIXED_KINDS, bad_event, generate, publish
-from stream.config import load_settings
+from stream.config import PROJECT_ROOT, load_settings
 from tests.helpers import Pushgateway, free_port, http_get, wait_for
 
 pytestmark = pytest.mark.integration
@@ -31,8 +33,16 @@ class Prometheus:
     def __init__(self, tmp: Path, pushgateway_port: int) -> None:
         self.port = free_port()
         cfg = tmp / "prometheus.yml"
+        # the shipped alert rules, each with its `for:` set to 0s: the expressions are the product's,
+        # the durations are proven by promtool's unit tests (monitoring/tests)
+        rules = yaml.safe_load((PROJECT_ROOT / "monitoring" / "heartrisk.rules.yml").read_text())
+        for group in rules["groups"]:
+            for rule in group["rules"]:
+                rule["for"] = "0s"
+        (tmp / "rules.yml").write_text(yaml.safe_dump(rules))
         cfg.write_text(
             "global: {scrape_interval: 1s, evaluation_interval: 1s}\n"
+            f"rule_files: ['{tmp / 'rules.yml'}']\n"
             "scrape_configs:\n"
             "  - job_name: pushgateway\n"
             "    honor_labels: true\n"
@@ -183,3 +193,66 @@ def test_counts_outage_and_scorer_down_through_real_prometheus(stack, capsys):
     exporter.send_signal(signal.SIGTERM)
     assert exporter.wait(30) == 0
     assert f'instance="{QUERY}"' not in gateway.groups()
+
+
+def _bins(values: list[float], spec: dict) -> list[int]:
+    """Independent binning of what the test published: numpy.histogram, plus below and above the edges."""
+    if spec["kind"] == "categorical":
+        return [sum(v == c for v in values) for c in spec["categories"]]
+    x, edges = np.array(values, dtype=float), np.array(spec["edges"])
+    inside, _ = np.histogram(x[(x >= edges[0]) & (x <= edges[-1])], bins=edges)
+    return [int((x < edges[0]).sum()), *map(int, inside), int((x > edges[-1]).sum())]
+
+
+def test_drift_psi_through_real_prometheus_and_the_alert_fires(stack):
+    from stream.model.artifact import load_metadata
+    from stream.monitor.drift import psi, reference
+
+    prom: Prometheus = stack["prom"]
+    settings = stack["settings"]
+    ref = reference(load_metadata(settings.path(settings.model_dir)))
+    stack["start"]("scorer", "score")
+    stack["start"]("exporter", "exporter")
+
+    def exported_psi() -> dict[str, float]:
+        return {dict(k)["feature"]: v for k, v in prom.query(_sel("heartrisk_feature_psi")).items()}
+
+    def published_psi(events: list) -> dict[str, float]:
+        bodies = [json.loads(e.value) for e in events]
+        return {name: psi(spec["expected"], _bins([b[name] for b in bodies if b[name] is not None], spec))
+                for name, spec in ref["features"].items()}
+
+    normal = list(generate(20_000, "synthetic", settings, seed=31))
+    publish(iter(normal), len(normal), settings, progress=False)
+    wait_for(lambda: prom.scalar(_sel("heartrisk_drift_window_predictions")) == 20_000, 300,
+             what="20,000 predictions in the drift window, in Prometheus")
+    wait_for(lambda: len(exported_psi()) == 12, 30, what="a PSI per feature")
+    first = exported_psi()
+    print("\nPSI, 20,000 synthetic events:", {k: round(v, 5) for k, v in sorted(first.items())})
+    assert max(first.values()) < 0.1, first
+    expected = published_psi(normal)
+    assert all(abs(first[k] - expected[k]) <= 1e-9 for k in expected), (first, expected)
+    firing = 'ALERTS{alertname=~"HeartriskFeatureDrift.*",alertstate="firing"}'
+    assert prom.query(firing) == {}
+
+    drifted = list(generate(20_000, "drifted", settings, seed=32))
+    publish(iter(drifted), len(drifted), settings, progress=False)
+    wait_for(lambda: prom.scalar(_sel("heartrisk_drift_window_predictions")) == 40_000, 300,
+             what="40,000 predictions in the drift window")
+    wait_for(lambda: exported_psi().get("Blood_Pressure", 0) > 0.25, 30, what="the PSI of the new window")
+    second = exported_psi()
+    print("PSI, + 20,000 with Blood_Pressure + 25 mmHg:", {k: round(v, 5) for k, v in sorted(second.items())})
+    others = {k: v for k, v in second.items() if k != "Blood_Pressure"}
+    assert max(others.values()) < 0.1, others
+    expected = published_psi(normal + drifted)
+    assert all(abs(second[k] - expected[k]) <= 1e-9 for k in expected), (second, expected)
+
+    def alerts() -> set[tuple[str, str]]:
+        return {(dict(k)["alertname"], dict(k)["feature"]) for k in prom.query(firing)}
+
+    wait_for(lambda: alerts() == {("HeartriskFeatureDrift", "Blood_Pressure"),
+                                  ("HeartriskFeatureDriftCritical", "Blood_Pressure")},
+             60, what="both drift alerts firing in Prometheus, for Blood_Pressure only")
+    levels = {dict(k)["risk_level"]: v for k, v in prom.query(_sel("heartrisk_predictions_by_level_total")).items()}
+    assert sum(levels.values()) == 40_000
+    assert prom.scalar(_sel("heartrisk_window_mean_probability")) is not None

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import time
 
+import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
 from stream.monitor.exporter import SnapshotCollector, build_metrics, scorer_is_up
 from stream.monitor.listener import empty_totals, read_progress, write_progress
 
-ALLOWED_LABELS = {"error_code", "topic", "phase", "quantile", "model_version", "le"}
+ALLOWED_LABELS = {"error_code", "topic", "phase", "quantile", "model_version", "le", "feature", "risk_level"}
 
 
 def _progress(**changes):
@@ -125,3 +126,85 @@ def test_the_listener_records_a_registry_pause_and_its_end_in_the_progress_file(
     assert read_progress(path)["registry_pause"]["schema_id"] == 3
     ProgressListener(path, "q", "1.0.0")  # the scorer restarts
     assert read_progress(path)["registry_pause"] is None, "a restarted scorer does not inherit a pause"
+
+
+def _drift_row(ref, patients, levels):
+    """An observation row as the query computes it (cumulative cuts), from plain values."""
+    from stream.monitor.drift import LEVELS, PROBABILITY_SUM, cut_name, level_name, present_name
+
+    row = {"rows": len(patients), "predictions": len(patients), PROBABILITY_SUM: 0.4 * len(patients),
+           "latency_ms_sum": 0, "latency_ms_p50_p99": None}
+    for lv in LEVELS:
+        row[level_name(lv)] = levels.count(lv)
+    for name, spec in ref["features"].items():
+        values = [p[name] for p in patients if p[name] is not None]
+        row[present_name(name)] = len(values)
+        if spec["kind"] == "numeric":
+            edges = spec["edges"]
+            for k, e in enumerate(edges[:-1]):
+                row[cut_name(name, k)] = sum(v < e for v in values)
+            row[cut_name(name, len(edges) - 1)] = sum(v <= edges[-1] for v in values)
+        else:
+            for k, c in enumerate(spec["categories"]):
+                row[cut_name(name, k)] = sum(v == c for v in values)
+    return row
+
+
+def test_the_listener_keeps_a_drift_window_that_survives_restarts_and_the_exporter_reports_psi(tmp_path):
+    from types import SimpleNamespace
+
+    from stream.config import PROJECT_ROOT
+    from stream.contract.codes import ERROR_CODES
+    from stream.model.artifact import load_metadata
+    from stream.model.distribution import SyntheticPatients
+    from stream.monitor.drift import psi, reference
+    from stream.monitor.listener import ProgressListener
+    from stream.pipeline.columns import LATENCY_BUCKETS, OBSERVATION, bucket_name
+
+    meta = load_metadata(PROJECT_ROOT / "models" / "heart_lr")
+    ref = reference(meta)
+    path = tmp_path / "progress.json"
+
+    def batch(listener, batch_id, patients, levels):
+        row = _drift_row(ref, patients, levels)
+        row.update({bucket_name(le): 0 for le in LATENCY_BUCKETS})
+        row.update({f"dlq_{c}": 0 for c in ERROR_CODES})
+        obs = SimpleNamespace(asDict=lambda: row)
+        p = SimpleNamespace(id="qid", batchId=batch_id, numInputRows=len(patients), observedMetrics={OBSERVATION: obs},
+                            sources=[], durationMs={}, inputRowsPerSecond=1.0, processedRowsPerSecond=1.0)
+        listener.onQueryProgress(SimpleNamespace(progress=p))
+
+    def started(listener):
+        listener.onQueryStarted(SimpleNamespace(name="q", id="qid", runId="r"))
+
+    normal = [SyntheticPatients(meta["training_distribution"], seed=1).draw() for _ in range(1)]
+    synth = SyntheticPatients(meta["training_distribution"], seed=2, shift={"Blood_Pressure": 25})
+    drifted = [synth.draw() for _ in range(3000)]
+    first = ProgressListener(path, "q", "1.0.0", drift_reference=ref, drift_window_s=600)
+    started(first)
+    batch(first, 0, normal, ["Low"])
+    second = ProgressListener(path, "q", "1.0.0", drift_reference=ref, drift_window_s=600)  # a restart
+    started(second)
+    batch(second, 1, drifted, ["High"] * 3000)
+    progress = read_progress(path)
+    assert progress["totals"]["levels"] == {"Low": 1, "Medium": 0, "High": 3000}
+    samples = _samples(_exposition(progress, True))
+    assert samples['heartrisk_predictions_by_level_total{risk_level="High"}'] == "3000.0"
+    assert samples["heartrisk_drift_window_predictions"] == "3001.0", "the window went on across the restart"
+    bp = [p["Blood_Pressure"] for p in normal + drifted]
+    spec = ref["features"]["Blood_Pressure"]
+    import numpy as np
+
+    inside, _ = np.histogram(bp, bins=spec["edges"])
+    bins = [sum(v < spec["edges"][0] for v in bp), *inside, sum(v > spec["edges"][-1] for v in bp)]
+    assert float(samples['heartrisk_feature_psi{feature="Blood_Pressure"}']) == pytest.approx(
+        psi(spec["expected"], bins), rel=1e-9)
+    assert float(samples['heartrisk_feature_psi{feature="Blood_Pressure"}']) > 0.25
+    assert float(samples['heartrisk_feature_psi{feature="Sex"}']) < 0.1
+    assert samples['heartrisk_window_level_share{risk_level="High"}'] == str(3000 / 3001)
+    assert float(samples['heartrisk_reference_level_share{risk_level="High"}']) == pytest.approx(130 / 303)
+    assert float(samples["heartrisk_window_mean_probability"]) == pytest.approx(0.4)
+    # another model (another reference): the window starts again
+    other = {**ref, "levels": [1, 1, 1]}
+    ProgressListener(path, "q", "2.0.0", drift_reference=other, drift_window_s=600)
+    assert read_progress(path)["drift"]["buckets"] == []

@@ -27,7 +27,7 @@ def test_promtool_check_config_and_rules():
     assert r.returncode == 0, r.stdout + r.stderr
     r = _promtool("check", "rules", "heartrisk.rules.yml")
     assert r.returncode == 0, r.stdout + r.stderr
-    assert "SUCCESS: 9 rules found" in r.stdout
+    assert "SUCCESS: 12 rules found" in r.stdout
 
 
 def test_every_alert_rule_has_a_passing_unit_test():
@@ -48,9 +48,18 @@ def test_scrape_config_honors_pushed_labels():
 
 
 def _exported_names() -> set[str]:
+    import time
+
+    from stream.model.artifact import load_metadata
+    from stream.monitor.drift import add_to_window, empty_counts, reference
     from stream.monitor.exporter import build_metrics
 
-    progress = {"state": "active", "last_progress_at": 9e18, "totals": empty_totals(),
+    ref = reference(load_metadata(PROJECT_ROOT / "models" / "heart_lr"))
+    counts = {**empty_counts(), "n": 1, "probability_sum": 0.5, "levels": [0, 0, 1],
+              "features": {n: [1] + [0] * (len(s["expected"]) - 1) for n, s in ref["features"].items()}}
+    drift = {"reference": ref, "window_s": 3600.0, "bucket_s": 60.0,
+             "buckets": add_to_window([], counts, time.time(), 60.0, 3600.0)}
+    progress = {"drift": drift, "state": "active", "last_progress_at": 9e18, "totals": empty_totals(),
                 "latency_p50_seconds": 0.1, "latency_p99_seconds": 0.2, "offsets_behind_latest": {"t": 0},
                 "phase_durations_seconds": {"addBatch": 0.1}}
     names = set()

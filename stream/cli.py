@@ -155,6 +155,9 @@ def build_parser() -> argparse.ArgumentParser:
          _opt("--plan", action="store_true",
               help="instead: the scoring plan in memory, step by step and engine by engine, no Kafka "
                    "(200,000 events x 3 reps; with --quick: 20,000 x 1)"),
+         _opt("--drift", action="store_true",
+              help="instead: the cost of the drift counts, the whole plan with them on and off, in memory "
+                   "(200,000 events x 7 alternating reps, ~3 min; with --quick: 20,000 x 2)"),
          _opt("--results-dir", default="bench/results", help="where the JSON, Markdown and PNGs go"))
     _new(sub, "serve",
          "the HTTP service: POST /v1/predict gives one event's prediction, the same as the stream's",

@@ -126,6 +126,13 @@ def bench_command(args: argparse.Namespace, s: Settings) -> int:
 
         msg = f"the benchmark needs the dev extras ({exc.name} missing): run `make setup`"
         raise SetupError(msg) from exc
+    if args.drift:
+        from stream.bench.drift import run_drift_bench
+
+        events, reps = (20_000, 2) if args.quick else (200_000, 7)
+        path = run_drift_bench(s, events, reps, Path(args.results_dir))
+        print(f"results: {path} (+ .md beside it)")
+        return 0
     if args.plan:
         from stream.bench.plan import run_plan_bench
 

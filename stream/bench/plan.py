@@ -39,7 +39,7 @@ def trivial_plan(raw: DataFrame) -> DataFrame:
     return raw.select(F.to_json(F.from_json(F.col("value").cast("string"), event_ddl())).alias("v"))
 
 
-def _events(spark: Any, settings: Settings, n: int) -> DataFrame:
+def events_in_memory(spark: Any, settings: Settings, n: int) -> DataFrame:
     """The full bench's synthetic events, held in memory."""
     from stream.bench.events import EventFactory
 
@@ -68,7 +68,7 @@ def run_plan_bench(settings: Settings, n: int, reps: int, results_dir: Path) -> 
     from stream.session import get_spark
 
     spark = get_spark(dataclasses.replace(settings, spark_driver_memory="3g"), "heartrisk-bench-plan")
-    raw = _events(spark, settings, n)
+    raw = events_in_memory(spark, settings, n)
     held = raw.count()
     compiled = load_model(settings.path(settings.model_dir), engine="compiled")
     pipeline = dataclasses.replace(compiled, plan=None)

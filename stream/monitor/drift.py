@@ -80,7 +80,7 @@ def batch_counts(row: Mapping[str, Any], ref: Mapping[str, Any]) -> dict[str, An
     features: dict[str, list[int]] = {}
     missing: dict[str, int] = {}
     for name, spec in ref["features"].items():
-        present = int(row[present_name(name)])
+        present = int(row[present_name(name)]) if name in ref["nullable"] else n
         missing[name] = n - present
         if spec["kind"] == "numeric":
             cum = [int(row[cut_name(name, k)]) for k in range(len(spec["edges"]))]

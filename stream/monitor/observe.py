@@ -51,7 +51,8 @@ def drift_columns(ref: Mapping[str, Any]) -> list[Column]:
     cols += [F.count_if(F.col(RISK_LEVEL) == F.lit(lv)).alias(level_name(lv)) for lv in LEVELS]
     for name, spec in ref["features"].items():
         v = F.col(f"{EVENT}.`{name}`")
-        cols.append(F.count_if(ok & v.isNotNull()).alias(present_name(name)))
+        if name in ref["nullable"]:  # a required field is present in every prediction
+            cols.append(F.count_if(ok & v.isNotNull()).alias(present_name(name)))
         if spec["kind"] == "numeric":
             edges = spec["edges"]
             cols += [F.count_if(ok & (v < F.lit(float(e)))).alias(cut_name(name, k)) for k, e in enumerate(edges[:-1])]

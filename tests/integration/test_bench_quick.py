@@ -98,3 +98,20 @@ def test_bench_serve_quick_measures_the_service_and_the_baseline(tmp_path):
         assert m["batch"]["events_per_second"] == m["batch"]["requests_per_second"] * 100
     assert res["baseline_per_request_spark"]["events"] == 10
     assert "x per-request Spark" in json_path.with_suffix(".md").read_text()
+
+
+def test_bench_drift_quick_measures_both_plans_and_the_counts_reconcile(tmp_path):
+    out = tmp_path / "results"
+    r = subprocess.run(
+        [HEARTRISK, "bench", "--drift", "--quick", "--results-dir", str(out)],
+        capture_output=True, text=True, timeout=600,
+    )
+    assert r.returncode == 0, r.stderr[-4000:]
+    (json_path,) = out.glob("*-drift.json")
+    res = json.loads(json_path.read_text())
+    assert res["events"] == 20_000 and len(res["runs_seconds"]["on"]) == len(res["runs_seconds"]["off"]) == 2
+    assert res["predictions"] == 20_000, "the bench's events are all valid"
+    assert res["reconciles"] is True and set(res["binned_per_feature"]) == {
+        "Age", "Blood_Pressure", "Cholesterol", "Heart_Rate", "Sex", "angina", "Glycemia", "ECG",
+        "angina_after_sport", "ecg_slope", "fluoroscopy", "thalassemia"}
+    assert "Cost:" in json_path.with_suffix(".md").read_text()

@@ -138,7 +138,8 @@ def _drift_row(ref, patients, levels):
         row[level_name(lv)] = levels.count(lv)
     for name, spec in ref["features"].items():
         values = [p[name] for p in patients if p[name] is not None]
-        row[present_name(name)] = len(values)
+        if name in ref["nullable"]:
+            row[present_name(name)] = len(values)
         if spec["kind"] == "numeric":
             edges = spec["edges"]
             for k, e in enumerate(edges[:-1]):

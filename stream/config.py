@@ -11,12 +11,12 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, get_args
 
+from stream import spec as sp
 from stream.errors import ConfigError
 from stream.spec import GROUPS, Spec, choice, parse_kv, port, positive_float, positive_int, setting
 
@@ -29,8 +29,6 @@ LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR"]
 Engine = Literal["compiled", "pipeline"]
 ProgressTracking = Literal["async", "sync"]
 OnOff = Literal["on", "off"]
-SECRET_HINTS = ("password", "secret", "jaas", "token", "credential", "key.password")
-REDACTED = "***"
 PROGRESS_FILE = "heartrisk-progress.json"
 
 
@@ -156,6 +154,15 @@ class Settings:
         60.0, "seconds without query progress after which the scorer counts as down", "exporter", positive_float
     )
 
+    # Outcome feedback (`heartrisk feedback`).
+    outcomes_topic: str = setting("patient-outcomes", "topic clinicians' confirmed outcomes arrive on", "feedback")
+    quality_topic: str = setting("model-quality", "topic the feedback query writes the model's figures to", "feedback")
+    feedback_bound: float = setting(7 * 86400.0, "seconds a prediction waits for its outcome (the join's state "
+                                    "bound); an outcome later than this is counted as unmatched", "feedback",
+                                    positive_float)
+    feedback_window: float = setting(86400.0, "seconds of outcomes the reported accuracy, AUC and Brier cover",
+                                     "feedback", positive_float)
+
     # The HTTP service.
     serve_host: str = setting("127.0.0.1", "address `heartrisk serve` listens on (0.0.0.0: all)", "serve")
     serve_port: int = setting(8000, "port `heartrisk serve` listens on", "serve", port)
@@ -212,6 +219,10 @@ class Settings:
             return self.path(".run") / f"{self.query_name}.{PROGRESS_FILE}"
         return Path(location.removeprefix("file://")) / PROGRESS_FILE
 
+    def feedback(self) -> Settings:
+        """The feedback query's settings: its own name, checkpoint and progress file."""
+        return dataclasses.replace(self, query_name=self.query_name + "-feedback", progress_file="")
+
     @property
     def local_bootstrap(self) -> str:
         """Bootstrap address of the local broker."""
@@ -250,11 +261,11 @@ class Settings:
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
             if isinstance(value, Mapping):
-                value = {k: (REDACTED if is_secret(k) else v) for k, v in value.items()}
+                value = {k: (sp.REDACTED if sp.is_secret(k) else v) for k, v in value.items()}
             elif SPECS[f.name].secret and value:
-                value = REDACTED
+                value = sp.REDACTED
             elif isinstance(value, str) and "://" in value:
-                value = redact_url(value)
+                value = sp.redact_url(value)
             out[f.name] = value
         return out
 
@@ -283,17 +294,6 @@ def settings_in(*groups_or_names: str) -> tuple[str, ...]:
         msg = f"unknown settings or groups: {unknown}"
         raise ConfigError(msg)
     return tuple(n for n, s in SPECS.items() if n in groups_or_names or s.group in groups_or_names)
-
-
-def redact_url(url: str) -> str:
-    """``http://user:pass@host/x`` -> ``http://***@host/x``."""
-    return re.sub(r"(://)[^/@]+@", r"\1" + REDACTED + "@", url)
-
-
-def is_secret(key: str) -> bool:
-    """Whether an option key names a secret that must never be printed."""
-    k = key.lower()
-    return any(h in k for h in SECRET_HINTS)
 
 
 def load_settings(

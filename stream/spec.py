@@ -14,6 +14,20 @@ from typing import Any
 
 from stream.errors import ConfigError
 
+SECRET_HINTS = ("password", "secret", "jaas", "token", "credential", "key.password")
+REDACTED = "***"
+
+
+def redact_url(url: str) -> str:
+    """``http://user:pass@host/x`` -> ``http://***@host/x``."""
+    return re.sub(r"(://)[^/@]+@", r"\1" + REDACTED + "@", url)
+
+
+def is_secret(key: str) -> bool:
+    """Whether an option key names a secret that must never be printed."""
+    k = key.lower()
+    return any(h in k for h in SECRET_HINTS)
+
 
 def parse_kv(text: str) -> dict[str, str]:
     """Parse ``k=v,k2=v2`` (or newline-separated) into a dict."""
@@ -79,6 +93,7 @@ GROUPS: dict[str, str] = {
     "scorer": "the scorer",
     "spark": "Spark",
     "exporter": "the sidecar exporter",
+    "feedback": "outcome feedback (heartrisk feedback)",
     "serve": "the HTTP service (heartrisk serve)",
     "auth": "the HTTP service's bearer tokens (JWT)",
     "general": "general",

@@ -19,8 +19,9 @@ import threading
 from dataclasses import dataclass
 from typing import Any
 
-from stream.config import Settings, redact_url
+from stream.config import Settings
 from stream.errors import RegistryUnavailable, SchemaNotFound
+from stream.spec import redact_url
 
 logger = logging.getLogger(__name__)
 

@@ -28,13 +28,14 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.exposition import delete_from_gateway, push_to_gateway
 
-from stream.monitor.drift import LEVELS, summarize, window_counts
+from stream.monitor.drift import LEVELS
+from stream.monitor.model_metrics import PREFIX, drift_metrics, quality_metrics
 from stream.monitor.progress import read_progress
 from stream.pipeline.columns import LATENCY_BUCKETS
 
 logger = logging.getLogger(__name__)
 
-PREFIX = "heartrisk_"
+
 JOB = "heartrisk"
 MAX_BACKOFF_S = 60.0
 
@@ -50,6 +51,7 @@ class ExporterConfig:
     stale_after_s: float = 60.0
     port: int = 9108
     job: str = JOB
+    feedback_path: Path | None = None  # the feedback query's progress file, when it runs
 
 
 def scorer_is_up(progress: dict[str, Any] | None, stale_after_s: float, now: float | None = None) -> bool:
@@ -61,7 +63,7 @@ def scorer_is_up(progress: dict[str, Any] | None, stale_after_s: float, now: flo
     return (now or time.time()) - last <= stale_after_s
 
 
-def build_metrics(progress: dict[str, Any] | None, up: bool) -> list[Metric]:
+def build_metrics(progress: dict[str, Any] | None, up: bool, feedback: dict[str, Any] | None = None) -> list[Metric]:
     """The metric families of one snapshot."""
     up_g = GaugeMetricFamily(PREFIX + "up", "1 when the scoring query is active and reporting progress")
     up_g.add_metric([], 1.0 if up else 0.0)
@@ -140,41 +142,7 @@ def build_metrics(progress: dict[str, Any] | None, up: bool) -> list[Metric]:
     for level in LEVELS:
         levels.add_metric([level], (t.get("levels") or {}).get(level, 0))
     out.append(levels)
-    return out + drift_metrics(progress.get("drift"), time.time())
-
-
-def drift_metrics(drift: dict[str, Any] | None, now: float) -> list[Metric]:
-    """The drift window's families: PSI per feature and of the level mix, shares, missing ratios."""
-    if not drift:
-        return []
-    window_s, bucket_s = float(drift["window_s"]), float(drift["bucket_s"])
-    summary = summarize(window_counts(drift["buckets"], now, window_s, bucket_s), drift["reference"])
-
-    def family(name: str, doc: str, label: str | None, values: dict[str, float] | float | None) -> Metric:
-        g = GaugeMetricFamily(PREFIX + name, doc, labels=[label] if label else None)
-        if isinstance(values, dict):
-            for key, value in sorted(values.items()):
-                g.add_metric([key], value)
-        elif values is not None:
-            g.add_metric([], values)
-        return g
-
-    return [
-        family("drift_window_seconds", "Length of the window the drift metrics cover", None, window_s),
-        family("drift_window_predictions", "Predictions in the drift window", None, float(summary["n"])),
-        family("feature_psi", "Population stability index of each input field against the training data, "
-               "over the drift window", "feature", summary["psi"] if summary["n"] else {}),
-        family("risk_level_psi", "Population stability index of the risk-level mix against the training "
-               "data (out-of-fold), over the drift window", None, summary["level_psi"] if summary["n"] else None),
-        family("window_level_share", "Share of each risk level in the drift window", "risk_level",
-               summary["level_share"] if summary["n"] else {}),
-        family("reference_level_share", "Share of each risk level in the training data (out-of-fold)",
-               "risk_level", summary["reference_level_share"]),
-        family("feature_missing_ratio", "Share of predictions whose nullable field was missing (imputed), "
-               "over the drift window", "feature", summary["missing_ratio"] if summary["n"] else {}),
-        family("window_mean_probability", "Mean probability of disease over the drift window", None,
-               summary["mean_probability"]),
-    ]
+    return out + drift_metrics(progress.get("drift"), time.time()) + quality_metrics(feedback, time.time())
 
 
 class SnapshotCollector:
@@ -218,7 +186,8 @@ class Exporter:
         """Read the progress file and rebuild the snapshot."""
         progress = read_progress(self.cfg.progress_path)
         self.up = scorer_is_up(progress, self.cfg.stale_after_s)
-        self.collector.set(build_metrics(progress, self.up))
+        feedback = read_progress(self.cfg.feedback_path) if self.cfg.feedback_path else None
+        self.collector.set(build_metrics(progress, self.up, feedback))
 
     def push(self) -> None:
         """Replace our group on the Pushgateway (raises on failure)."""

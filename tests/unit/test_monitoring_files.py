@@ -27,7 +27,7 @@ def test_promtool_check_config_and_rules():
     assert r.returncode == 0, r.stdout + r.stderr
     r = _promtool("check", "rules", "heartrisk.rules.yml")
     assert r.returncode == 0, r.stdout + r.stderr
-    assert "SUCCESS: 12 rules found" in r.stdout
+    assert "SUCCESS: 14 rules found" in r.stdout
 
 
 def test_every_alert_rule_has_a_passing_unit_test():
@@ -62,8 +62,15 @@ def _exported_names() -> set[str]:
     progress = {"drift": drift, "state": "active", "last_progress_at": 9e18, "totals": empty_totals(),
                 "latency_p50_seconds": 0.1, "latency_p99_seconds": 0.2, "offsets_behind_latest": {"t": 0},
                 "phase_durations_seconds": {"addBatch": 0.1}}
+    from stream.monitor.quality import add_to_window as add_outcomes
+    from stream.monitor.quality import empty_quality
+
+    q = {**empty_quality(), "matched": 2, "tp": 1, "tn": 1, "brier_sum": 0.1,
+         "histogram": {"0.9": [1, 0], "0.1": [0, 1]}}
+    feedback = {"state": "active", "totals": {}, "window_s": 86400.0, "bucket_s": 1440.0,
+                "buckets": add_outcomes([], q, time.time(), 1440.0, 86400.0)}
     names = set()
-    for fam in build_metrics(progress, True):
+    for fam in build_metrics(progress, True, feedback):
         for s in fam.samples:
             names.add(s.name)
     return names | {"push_time_seconds"}

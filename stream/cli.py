@@ -164,6 +164,17 @@ def build_parser() -> argparse.ArgumentParser:
          "stream.app.servecmd:serve_command", ("serve", "auth", "model_dir", "field_ranges", "log_level"),
          _opt("--dev", action="store_true",
               help="no authentication (a laptop only; production needs HEARTRISK_JWT_* keys)"))
+    _new(sub, "feedback",
+         "the feedback query: join clinicians' outcomes to predictions; accuracy, AUC, Brier to model-quality",
+         f"{cmd}:feedback_command", ("kafka", "output_topic", "formats", "feedback", "query_name", "checkpoint_dir",
+                                     "partitions", *SPARK))
+    _new(sub, "outcomes", "publish outcomes for the predictions on the output topic (true labels of the data set)",
+         f"{cmd}:outcomes_command", ("kafka", "output_topic", "feedback", "data_file", "schema_registry_url",
+                                     "schema_registry_user_info", "log_level"),
+         _opt("--share", type=float, default=1.0, help="share of predictions that get an outcome"),
+         _opt("--unknown", type=int, default=0, help="also send N outcomes for event ids never scored"),
+         _opt("--late", type=int, default=0, help="confirm N outcomes twice the feedback bound in the past"),
+         _opt("--seed", type=int, default=7, help="random seed"))
     _new(sub, "exporter",
          "sidecar: push the scorer's throughput, latency and lag to a Pushgateway; serve /metrics, /healthz",
          f"{cmd}:exporter_command", ("query_name", "checkpoint_dir", "progress_file", "exporter", "log_level"))

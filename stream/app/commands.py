@@ -111,6 +111,7 @@ def exporter_command(args: argparse.Namespace, s: Settings) -> int:
         interval_s=s.exporter_interval,
         stale_after_s=s.stale_after,
         port=s.exporter_port,
+        feedback_path=s.feedback().progress_path,
     )
     return run_exporter(cfg)
 
@@ -164,3 +165,23 @@ def run_command(args: argparse.Namespace, s: Settings) -> int:
     from stream.app.run import run
 
     return run(s, replay=not args.no_replay)
+
+
+def feedback_command(args: argparse.Namespace, s: Settings) -> int:
+    """Run the feedback query: outcomes joined to predictions, the model's figures out."""
+    from stream.app.feedback import run_feedback
+
+    return run_feedback(s)
+
+
+def outcomes_command(args: argparse.Namespace, s: Settings) -> int:
+    """Publish outcomes for the predictions on the output topic."""
+    from stream.app.outcomes import publish_outcomes
+    from stream.errors import ConfigError
+
+    if not 0.0 <= args.share <= 1.0 or args.unknown < 0 or args.late < 0:
+        msg = "--share must be within [0, 1]; --unknown and --late at least 0"
+        raise ConfigError(msg)
+    seen, n = publish_outcomes(s, share=args.share, unknown=args.unknown, late=args.late, seed=args.seed)
+    print(f"published {n} outcomes to {s.outcomes_topic} for {seen} predictions on {s.output_topic}")
+    return 0

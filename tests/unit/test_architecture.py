@@ -22,6 +22,7 @@ ALLOWED = {
     "stream.model": {"stream.config", "stream.errors", "stream.spec", "stream.contract"},
     "stream.pipeline": {"stream.config", "stream.errors", "stream.spec", "stream.contract", "stream.model"},
     "stream.monitor": {"stream.config", "stream.errors", "stream.spec", "stream.contract", "stream.pipeline.columns"},
+    "stream.quality": {"stream.config", "stream.errors", "stream.spec", "stream.contract", "stream.monitor"},
     "stream.serve": {"stream.config", "stream.errors", "stream.spec", "stream.contract", "stream.model",
                      "stream.pipeline.columns"},
 }

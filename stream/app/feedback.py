@@ -1,0 +1,90 @@
+"""The feedback query as a process (``heartrisk feedback``): outcomes joined to predictions, figures out.
+
+A query of its own (name ``<query name>-feedback``, its own checkpoint and
+progress file), so it never slows or endangers the scorer, and it can be
+restarted on its own. It creates the outcome and quality topics if missing.
+SIGINT/SIGTERM let the batch in flight finish first.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from types import FrameType
+from typing import Any
+
+from confluent_kafka import Producer
+from pyspark.sql import SparkSession
+
+from stream.app.graceful import stop_gracefully
+from stream.app.lifecycle import await_stop_or_end, failure_message
+from stream.app.scorer import check_broker
+from stream.config import Settings
+from stream.errors import HeartriskError
+from stream.local.topics import ensure_topics
+from stream.quality.join import labelled
+from stream.quality.read import outcomes, predictions, read_topic
+from stream.quality.record import FeedbackRecorder
+
+logger = logging.getLogger(__name__)
+
+TRIGGER = "1 second"
+
+
+def start_feedback(spark: SparkSession, settings: Settings) -> tuple[Any, FeedbackRecorder]:
+    """Start the feedback query; return it and its recorder."""
+    fs = settings.feedback()
+    ensure_topics(settings.bootstrap_servers, [settings.outcomes_topic, settings.quality_topic], settings.partitions,
+                  dict(settings.kafka_options))
+    producer = Producer(settings.kafka_client_config(**{"enable.idempotence": True}))
+
+    def publish(value: bytes) -> None:
+        producer.produce(settings.quality_topic, key=fs.query_name.encode(), value=value)
+        producer.flush(30)
+
+    recorder = FeedbackRecorder(fs.progress_path, fs.query_name, settings.feedback_window, publish)
+    spark.streams.addListener(recorder)
+    joined = labelled(
+        outcomes(read_topic(spark, settings, settings.outcomes_topic)),
+        predictions(read_topic(spark, settings, settings.output_topic), settings.output_format),
+        settings.feedback_bound,
+    )
+    query = (
+        joined.writeStream.queryName(fs.query_name).option("checkpointLocation", fs.checkpoint_location)
+        .trigger(processingTime=TRIGGER).foreachBatch(recorder.record_batch).start()
+    )
+    logger.info(
+        'event="feedback started" query="%s" outcomes="%s" predictions="%s" bound_s=%.0f checkpoint="%s"',
+        fs.query_name, settings.outcomes_topic, settings.output_topic, settings.feedback_bound,
+        fs.checkpoint_location,
+    )
+    return query, recorder
+
+
+def run_feedback(settings: Settings) -> int:
+    """The ``heartrisk feedback`` command: run until stopped by a signal or a failure."""
+    from stream.session import get_spark
+
+    check_broker(settings)
+    spark = get_spark(settings, f"heartrisk-{settings.feedback().query_name}")
+    stop = threading.Event()
+
+    def on_signal(signum: int, _frame: FrameType | None) -> None:
+        logger.info('event="stop requested" signal="%s"', signal.Signals(signum).name)
+        stop.set()
+
+    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        query, _ = start_feedback(spark, settings)
+        await_stop_or_end(query, stop)
+        if stop.is_set() and query.isActive:
+            stop_gracefully(query)
+        failure = failure_message(query.exception(), stopped=stop.is_set())
+        if failure:
+            raise HeartriskError(failure)
+        return 0
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
+        spark.stop()

@@ -96,6 +96,11 @@ def reader_schema(schemas_dir: Path = SCHEMAS_DIR) -> str:
 
 
 @lru_cache(maxsize=2)
+def outcome_schema(schemas_dir: Path = SCHEMAS_DIR) -> str:
+    """The outcome record's Avro schema as a JSON string (``heartrisk feedback`` reads Avro outcomes with it)."""
+    return json.dumps(load_avsc(schemas_dir / "patient_outcome.v1.avsc"))
+
+
 def prediction_schema(schemas_dir: Path = SCHEMAS_DIR) -> str:
     """The prediction record's Avro schema as a JSON string."""
     return json.dumps(load_avsc(schemas_dir / PREDICTION_AVSC))

@@ -1,6 +1,6 @@
 """Read: the outcomes topic and the predictions topic as typed streams.
 
-An outcome is valid when it is a JSON object with an ``event_id`` and an
+An outcome (JSON, or Avro with ``patient_outcome.v1.avsc``) is valid when it has an ``event_id`` and an
 ``outcome`` of 0 or 1 (and a ``confirmed_at``, if given, that parses); the rest
 are counted as invalid, never dropped unseen. ``confirmed_at`` defaults to the
 Kafka timestamp. Predictions are read as the scorer wrote them (JSON, or
@@ -13,7 +13,7 @@ from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from stream.config import Settings
-from stream.contract.avro import prediction_schema
+from stream.contract.avro import outcome_schema, prediction_schema
 
 OUTCOMES = "outcomes"  # the observation name of the outcome side
 OUTCOME_DDL = "event_id string, patient_id string, outcome string, confirmed_at string"
@@ -36,11 +36,25 @@ def _time(text: Column, fallback: Column) -> Column:
 
 
 def outcomes(raw: DataFrame) -> DataFrame:
-    """Valid outcomes (``o_event_id``, ``o_patient_id``, ``outcome``, ``confirmed_at``), invalid ones counted."""
-    o = F.from_json(F.col("value").cast("string"), OUTCOME_DDL)
+    """Valid outcomes (``o_event_id``, ``o_patient_id``, ``outcome``, ``confirmed_at``), invalid ones counted.
+
+    JSON, or Confluent-framed Avro (first byte 0) read with ``patient_outcome.v1.avsc``.
+    """
+    from pyspark.sql.avro.functions import from_avro
+
+    j = F.from_json(F.col("value").cast("string"), OUTCOME_DDL)
+    a = from_avro(F.expr("substring(value, 6)"), outcome_schema(), {"mode": "PERMISSIVE"})
+    avro = F.hex(F.substring(F.col("value"), 1, 1)) == F.lit("00")
+    kafka_ts = F.col("timestamp")
+
+    def pick(field: str, avro_value: Column, json_value: Column) -> Column:
+        return F.when(avro, avro_value).otherwise(json_value).alias(field)
+
     df = raw.select(
-        o["event_id"].alias("o_event_id"), o["patient_id"].alias("o_patient_id"),
-        o["outcome"].alias("_outcome"), _time(o["confirmed_at"], F.col("timestamp")).alias("confirmed_at"),
+        pick("o_event_id", a["event_id"], j["event_id"]),
+        pick("o_patient_id", a["patient_id"], j["patient_id"]),
+        pick("_outcome", a["outcome"].cast("string"), j["outcome"]),
+        pick("confirmed_at", F.coalesce(a["confirmed_at"], kafka_ts), _time(j["confirmed_at"], kafka_ts)),
     )
     valid = F.col("o_event_id").isNotNull() & F.col("_outcome").isin("0", "1") & F.col("confirmed_at").isNotNull()
     df = df.observe(OUTCOMES, F.count(F.lit(1)).alias("read"), F.count_if(~F.coalesce(valid, F.lit(False)))

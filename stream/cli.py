@@ -157,7 +157,11 @@ def build_parser() -> argparse.ArgumentParser:
                    "(200,000 events x 3 reps; with --quick: 20,000 x 1)"),
          _opt("--drift", action="store_true",
               help="instead: the cost of the drift counts, the whole plan with them on and off, in memory "
-                   "(200,000 events x 7 alternating reps, ~3 min; with --quick: 20,000 x 2)"),
+                   "(200,000 events x 7 alternating reps), then the scorer end to end on the local broker "
+                   "(500,000 events x 3; ~8 min in all; with --quick: in memory only, 20,000 x 2)"),
+         _opt("--feedback-state", action="store_true",
+              help="instead: the feedback join's state (rows, memory, disk) after 1,000,000 predictions with the "
+                   "7-day bound, default and RocksDB state stores (~10 min; with --quick: 20,000)"),
          _opt("--results-dir", default="bench/results", help="where the JSON, Markdown and PNGs go"))
     _new(sub, "serve",
          "the HTTP service: POST /v1/predict gives one event's prediction, the same as the stream's",

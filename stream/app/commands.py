@@ -127,11 +127,21 @@ def bench_command(args: argparse.Namespace, s: Settings) -> int:
 
         msg = f"the benchmark needs the dev extras ({exc.name} missing): run `make setup`"
         raise SetupError(msg) from exc
+    if args.feedback_state:
+        import tempfile
+
+        from stream.bench.feedback_state import run_feedback_state_bench
+
+        work = Path(tempfile.mkdtemp(prefix="heartrisk-bench-feedback-"))
+        path = run_feedback_state_bench(s, 20_000 if args.quick else 1_000_000, Path(args.results_dir), work)
+        print(f"results: {path} (+ .md beside it)")
+        return 0
     if args.drift:
         from stream.bench.drift import run_drift_bench
 
         events, reps = (20_000, 2) if args.quick else (200_000, 7)
-        path = run_drift_bench(s, events, reps, Path(args.results_dir))
+        kafka_events, kafka_reps = (0, 0) if args.quick else (500_000, 3)
+        path = run_drift_bench(s, events, reps, Path(args.results_dir), kafka_events, kafka_reps)
         print(f"results: {path} (+ .md beside it)")
         return 0
     if args.plan:

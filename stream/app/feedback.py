@@ -2,7 +2,8 @@
 
 A query of its own (name ``<query name>-feedback``, its own checkpoint and
 progress file), so it never slows or endangers the scorer, and it can be
-restarted on its own. It creates the outcome and quality topics if missing.
+restarted on its own. It creates the outcome and quality topics if missing. The
+join's state lives in RocksDB unless ``--spark-conf`` names another store.
 SIGINT/SIGTERM let the batch in flight finish first.
 """
 
@@ -30,6 +31,18 @@ from stream.quality.record import FeedbackRecorder
 logger = logging.getLogger(__name__)
 
 TRIGGER = "1 second"
+STATE_STORE = "spark.sql.streaming.stateStore.providerClass"
+ROCKSDB = "org.apache.spark.sql.execution.streaming.state.RocksDBStateStoreProvider"
+
+
+def with_rocksdb(settings: Settings) -> Settings:
+    """RocksDB for the join's state unless the user chose a store: a week of predictions is too much for the heap.
+
+    ``heartrisk bench --feedback-state`` measured it (see bench/results).
+    """
+    import dataclasses
+
+    return dataclasses.replace(settings, spark_conf={STATE_STORE: ROCKSDB, **settings.spark_conf})
 
 
 def start_feedback(spark: SparkSession, settings: Settings) -> tuple[Any, FeedbackRecorder]:
@@ -67,6 +80,7 @@ def run_feedback(settings: Settings) -> int:
     from stream.session import get_spark
 
     check_broker(settings)
+    settings = with_rocksdb(settings)
     spark = get_spark(settings, f"heartrisk-{settings.feedback().query_name}")
     stop = threading.Event()
 

@@ -2,8 +2,9 @@
 
 Both variants are the scorer's own plan (decode -> validate -> score -> the
 per-batch observation -> encode) over the same events held in memory, into
-Spark's noop sink, so nothing but CPU dilutes the difference (Kafka I/O would
-only make it smaller). Runs alternate off, on, off, on... after one warm-up run
+Spark's noop sink, so nothing but CPU dilutes the difference. The full run also
+measures the scorer end to end on the local broker (drain a preloaded topic,
+drift off and on alternately): the throughput a user gets. Runs alternate off, on, off, on... after one warm-up run
 each, so the JIT and the machine's drift hit both alike; the figure is the ratio
 of the medians. One more run with an ``Observation`` checks that the counts
 reconcile: every held event is binned once per feature.
@@ -36,7 +37,39 @@ def _once(plan: Callable[[], DataFrame]) -> float:
     return time.perf_counter() - t0
 
 
-def run_drift_bench(settings: Settings, n: int, reps: int, results_dir: Path) -> Path:
+def end_to_end(settings: Settings, n: int, reps: int) -> dict[str, Any]:
+    """The scorer on the local broker, drift off and on alternately: drain n preloaded events, events/s."""
+    import shutil
+    import tempfile
+
+    from stream.bench.run import QUICK, THROUGHPUT_MAX_OFFSETS, Bench
+
+    work = Path(tempfile.mkdtemp(prefix="heartrisk-bench-drift-"))
+    bench = Bench(settings, QUICK, work)
+    rates: dict[str, list[float]] = {"off": [], "on": []}
+    try:
+        for i in range(reps):
+            for mode in ("off", "on"):
+                r = bench.drain_throughput(f"drift-{mode}", n, 3, THROUGHPUT_MAX_OFFSETS,
+                                           extra_env={"HEARTRISK_DRIFT": mode})
+                if not r["completed"]:
+                    msg = f"drift {mode}: {r['distinct_event_ids']} of {n} events scored"
+                    raise RuntimeError(msg)
+                rates[mode].append(float(r["events_per_second"]))
+                say(f"drift end to end, run {i + 1}/{reps}, {mode}: {rates[mode][-1]:,.0f} events/s")
+    finally:
+        bench.sampler.finish()
+        if bench.started_broker:
+            bench.broker.down()
+        shutil.rmtree(work, ignore_errors=True)
+    med = {k: statistics.median(v) for k, v in rates.items()}
+    return {"events": n, "reps": reps, "events_per_second": rates,
+            "median_events_per_second": {k: round(v, 1) for k, v in med.items()},
+            "cost": round(1.0 - med["on"] / med["off"], 4)}
+
+
+def run_drift_bench(settings: Settings, n: int, reps: int, results_dir: Path, kafka_events: int = 0,
+                    kafka_reps: int = 0) -> Path:
     """Measure the plan with and without drift counts; write ``<date>-drift.json`` and ``.md``."""
     from stream.model.artifact import load_model
     from stream.session import get_spark
@@ -64,6 +97,7 @@ def run_drift_bench(settings: Settings, n: int, reps: int, results_dir: Path) ->
         .write.format("noop").mode("overwrite").save()
     counts = batch_counts(obs.get, ref)
     spark.stop()
+    kafka = end_to_end(settings, kafka_events, kafka_reps) if kafka_events and kafka_reps else None
     binned = {name: sum(bins) + counts["missing"][name] for name, bins in counts["features"].items()}
     med = {k: statistics.median(v) for k, v in times.items()}
     result: dict[str, Any] = {
@@ -75,6 +109,7 @@ def run_drift_bench(settings: Settings, n: int, reps: int, results_dir: Path) ->
         "cost": round(med["on"] / med["off"] - 1.0, 4),
         "predictions": counts["n"], "binned_per_feature": binned,
         "reconciles": all(v == counts["n"] for v in binned.values()),
+        "end_to_end": kafka,
     }
     results_dir.mkdir(parents=True, exist_ok=True)
     stem = results_dir / f"{datetime.now(timezone.utc):%Y-%m-%d}-drift"
@@ -87,5 +122,10 @@ def run_drift_bench(settings: Settings, n: int, reps: int, results_dir: Path) ->
         f"Cost: {result['cost']:+.1%} of the plan's time (target: at most +5 %). "
         f"{counts['n']:,} predictions, each binned once per feature: {'yes' if result['reconciles'] else 'NO'}.",
     ]
+    if kafka:
+        med = kafka["median_events_per_second"]
+        lines += ["", f"End to end on the local broker (the scorer draining {kafka['events']:,} preloaded events, "
+                  f"median of {kafka['reps']} alternating runs): off {med['off']:,.0f} events/s, on {med['on']:,.0f} "
+                  f"events/s; throughput cost {kafka['cost']:+.1%} (target: at most 5 %)."]
     stem.with_suffix(".md").write_text("\n".join(lines) + "\n")
     return stem.with_suffix(".json")

@@ -92,7 +92,7 @@ class Bench:
         return names
 
     def scorer(self, topics: tuple[str, str, str], name: str, trigger: str, max_offsets: int,
-               master: str = "local[*]") -> Scorer:
+               master: str = "local[*]", extra_env: dict[str, str] | None = None) -> Scorer:
         """Start a scorer on the topics and wait until its query runs."""
         env = {
             **self.s.to_env(),
@@ -107,6 +107,7 @@ class Bench:
             "HEARTRISK_SPARK_MASTER": master,
             "HEARTRISK_SPARK_DRIVER_MEMORY": "1536m",
             "HEARTRISK_LOG_LEVEL": "INFO",
+            **(extra_env or {}),
         }
         sc = Scorer(env, self.work / f"scorer-{name}.log")
         self.sampler.watch("scorer", sc.proc.pid)
@@ -128,11 +129,11 @@ class Bench:
 
     # ---- scenarios -------------------------------------------------------
     def drain_throughput(self, name: str, n: int, partitions: int, max_offsets: int,
-                         master: str = "local[*]") -> dict[str, Any]:
+                         master: str = "local[*]", extra_env: dict[str, str] | None = None) -> dict[str, Any]:
         """Preload n events, start a scorer from earliest, measure first-to-last output throughput."""
         t = self.topics(name, partitions)
         secs = self.preload(t[0], n)
-        sc = self.scorer(t, name, "processing-time=0", max_offsets, master)
+        sc = self.scorer(t, name, "processing-time=0", max_offsets, master, extra_env)
         ok = wait_for_total(self.s, t[1], n, timeout_s=max(120, n / 2000))
         scorer_res = self.stop_scorer(sc)
         batches = sc.batches()  # after the stop: the listener logs a batch only once its progress arrives

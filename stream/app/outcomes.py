@@ -68,7 +68,9 @@ def outcome_events(
                 "source": "heartrisk-outcomes"}
         return Event(patient.encode(), json.dumps(body).encode())
 
-    chosen = [p for p in preds if rng.random() < share]
+    # the same choice on every run over the same predictions
+    ordered = sorted(preds, key=lambda p: (str(p.get("patient_id", "")), str(p["event_id"])))
+    chosen = [p for p in ordered if rng.random() < share]
     for p in chosen[late:]:
         base = str(p.get("patient_id", "")).split("-r")[0]
         y = labels[base] if base in labels else int(rng.random() < float(p["probability"]))

@@ -104,6 +104,13 @@ def test_feedback_figures_equal_an_independent_computation_and_every_outcome_is_
         assert abs(m["heartrisk_model_brier"] - brier) <= 1e-9
         assert m["heartrisk_feedback_read_total"] == n_outcomes and m["heartrisk_feedback_invalid_total"] == 0
 
+        # kill -9 the feedback query and restart it on its checkpoint: its state comes back, nothing counts twice
+        procs["feedback"].kill()
+        procs["feedback"].wait(30)
+        start("feedback", "feedback")
+        wait_for(lambda: (tmp_path / "feedback.log").read_text().count("feedback started") == 2, 120,
+                 what="the feedback query restarted")
+
         # Unknown event ids and outcomes beyond the bound come out when the watermark passes them:
         # move both sides' event time past the bound with one far-future record each.
         future_ms = int(time.time() * 1000) + 10 * BOUND_S * 1000
@@ -119,7 +126,9 @@ def test_feedback_figures_equal_an_independent_computation_and_every_outcome_is_
                      + x.get("heartrisk_feedback_late_rows_total", 0) >= unmatched and x,
                      120, what="the unmatched outcomes counted")
         assert m["heartrisk_feedback_unmatched_total"] + m["heartrisk_feedback_late_rows_total"] == unmatched
-        assert m["heartrisk_feedback_matched_total"] == len(pairs), "nothing matched twice"
+        assert m["heartrisk_feedback_matched_total"] == len(pairs), "nothing matched twice, across the restart"
+        print(f"unmatched {m['heartrisk_feedback_unmatched_total']:.0f}, "
+              f"behind the watermark {m['heartrisk_feedback_late_rows_total']:.0f}")
         wait_for(lambda: _metrics(url).get("heartrisk_feedback_invalid_total") == 1, 60, what="the invalid outcome")
         records = consume(kafka_bootstrap, quality, lambda rs: len(rs) >= 1, 60)
         last = json.loads(records[-1].value())

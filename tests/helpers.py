@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import shutil
+import signal
 import socket
 import subprocess
 import time
 import urllib.error
 import urllib.request
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import TypeVar
 
@@ -200,3 +201,14 @@ class HeartriskServer:
 
     def logs(self) -> str:
         return self.log.read_text()
+
+
+def terminate(procs: Iterable[subprocess.Popen], timeout_s: float = 60.0) -> None:
+    """SIGTERM every process still running; SIGKILL one that has not ended within the timeout."""
+    for p in procs:
+        if p.poll() is None:
+            p.send_signal(signal.SIGTERM)
+            try:
+                p.wait(timeout_s)
+            except subprocess.TimeoutExpired:
+                p.kill()

@@ -10,16 +10,14 @@ SIGINT/SIGTERM let the batch in flight finish first.
 from __future__ import annotations
 
 import logging
-import signal
 import threading
-from types import FrameType
 from typing import Any
 
 from confluent_kafka import Producer
 from pyspark.sql import SparkSession
 
 from stream.app.graceful import stop_gracefully
-from stream.app.lifecycle import await_stop_or_end, failure_message
+from stream.app.lifecycle import await_stop_or_end, failure_message, stop_on_signals
 from stream.app.scorer import check_broker
 from stream.config import Settings
 from stream.errors import HeartriskError
@@ -83,22 +81,15 @@ def run_feedback(settings: Settings) -> int:
     settings = with_rocksdb(settings)
     spark = get_spark(settings, f"heartrisk-{settings.feedback().query_name}")
     stop = threading.Event()
-
-    def on_signal(signum: int, _frame: FrameType | None) -> None:
-        logger.info('event="stop requested" signal="%s"', signal.Signals(signum).name)
-        stop.set()
-
-    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
-        query, _ = start_feedback(spark, settings)
-        await_stop_or_end(query, stop)
-        if stop.is_set() and query.isActive:
-            stop_gracefully(query)
-        failure = failure_message(query.exception(), stopped=stop.is_set())
-        if failure:
-            raise HeartriskError(failure)
-        return 0
+        with stop_on_signals(stop):
+            query, _ = start_feedback(spark, settings)
+            await_stop_or_end(query, stop)
+            if stop.is_set() and query.isActive:
+                stop_gracefully(query)
+            failure = failure_message(query.exception(), stopped=stop.is_set())
+            if failure:
+                raise HeartriskError(failure)
+            return 0
     finally:
-        for s, h in previous.items():
-            signal.signal(s, h)
         spark.stop()

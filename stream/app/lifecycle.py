@@ -9,6 +9,8 @@ from __future__ import annotations
 import logging
 import signal
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from types import FrameType
 from typing import Any, cast
 
@@ -23,7 +25,7 @@ from stream.pipeline.trigger import is_real_time
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["await_stop_or_end", "failure_message", "run_scorer", "stop_gracefully"]
+__all__ = ["await_stop_or_end", "failure_message", "run_scorer", "stop_gracefully", "stop_on_signals"]
 
 
 def await_stop_or_end(query: RunningQuery, stop: threading.Event) -> None:
@@ -38,6 +40,22 @@ def await_stop_or_end(query: RunningQuery, stop: threading.Event) -> None:
             query.awaitTermination(cast(Any, 0.5))
         except StreamingQueryException:
             return
+
+
+@contextmanager
+def stop_on_signals(stop: threading.Event) -> Iterator[None]:
+    """While inside: SIGINT/SIGTERM set ``stop`` (logged) instead of killing the process."""
+
+    def on_signal(signum: int, _frame: FrameType | None) -> None:
+        logger.info('event="stop requested" signal="%s"', signal.Signals(signum).name)
+        stop.set()
+
+    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
 
 
 def failure_message(exc: BaseException | None, stopped: bool) -> str | None:
@@ -61,29 +79,22 @@ def run_scorer(settings: Settings) -> int:
     spark = get_spark(settings, f"heartrisk-{settings.query_name}")
     model = load_model(model_dir, meta, settings.engine)
     stop = threading.Event()
-
-    def on_signal(signum: int, _frame: FrameType | None) -> None:
-        logger.info('event="stop requested" signal="%s"', signal.Signals(signum).name)
-        stop.set()
-
-    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
-        try:
-            query = start_scorer(spark, settings, model, stop, warm=settings.warm_up == "on")
-        except StoppedWhilePaused:  # stopped while the registry was down at start-up: nothing was read
-            logger.info('event="scorer stopped" query="%s"', settings.query_name)
+        with stop_on_signals(stop):
+            try:
+                query = start_scorer(spark, settings, model, stop, warm=settings.warm_up == "on")
+            except StoppedWhilePaused:  # stopped while the registry was down at start-up: nothing was read
+                logger.info('event="scorer stopped" query="%s"', settings.query_name)
+                return 0
+            await_stop_or_end(query, stop)
+            if stop.is_set() and query.isActive:
+                stop_gracefully(query, real_time=is_real_time(settings.trigger))
+            failure = failure_message(query.exception(), stopped=stop.is_set())
+            if failure:
+                raise HeartriskError(failure)
+            if stop.is_set():
+                # a batch paused on the registry ends uncommitted: it is read again on restart
+                logger.info('event="scorer stopped" query="%s"', settings.query_name)
             return 0
-        await_stop_or_end(query, stop)
-        if stop.is_set() and query.isActive:
-            stop_gracefully(query, real_time=is_real_time(settings.trigger))
-        failure = failure_message(query.exception(), stopped=stop.is_set())
-        if failure:
-            raise HeartriskError(failure)
-        if stop.is_set():
-            # a batch paused on the registry ends uncommitted: it is read again on restart
-            logger.info('event="scorer stopped" query="%s"', settings.query_name)
-        return 0
     finally:
-        for s, h in previous.items():
-            signal.signal(s, h)
         spark.stop()

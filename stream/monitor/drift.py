@@ -19,9 +19,11 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
+from functools import partial
 from typing import Any
 
 from stream.contract.schema import clinical_fields
+from stream.monitor import window
 
 LEVELS = ("Low", "Medium", "High")
 # the floor of a bin's share in PSI, so an empty bin on either side gives a large finite term
@@ -112,25 +114,9 @@ def empty_counts() -> dict[str, Any]:
     return {"n": 0, "probability_sum": 0.0, "levels": [0] * len(LEVELS), "features": {}, "missing": {}}
 
 
-def add_to_window(
-    buckets: list[list[Any]], counts: Mapping[str, Any], now: float, bucket_s: float, window_s: float
-) -> list[list[Any]]:
-    """Add a batch's counts to its time bucket ([start, counts]); drop buckets older than the window."""
-    start = math.floor(now / bucket_s) * bucket_s
-    kept = [b for b in buckets if b[0] > now - window_s - bucket_s]
-    if not kept or kept[-1][0] != start:
-        kept.append([start, empty_counts()])
-    _add(kept[-1][1], counts)
-    return kept
-
-
-def window_counts(buckets: Sequence[Sequence[Any]], now: float, window_s: float, bucket_s: float) -> dict[str, Any]:
-    """The sum of the buckets that overlap the window ending now."""
-    total = empty_counts()
-    for start, counts in buckets:
-        if start > now - window_s - bucket_s:
-            _add(total, counts)
-    return total
+# add a batch's counts to its time bucket; the sum of the buckets in the window ending now
+add_to_window = partial(window.add_to_window, empty=empty_counts, add=_add)
+window_counts = partial(window.window_total, empty=empty_counts, add=_add)
 
 
 def psi(expected: Sequence[float], actual: Sequence[float], eps: float = EPSILON) -> float:

@@ -9,9 +9,11 @@ window of time buckets in the feedback progress file, which the exporter reads.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
+from functools import partial
 from typing import Any
+
+from stream.monitor import window
 
 
 def empty_quality() -> dict[str, Any]:
@@ -62,22 +64,6 @@ def figures(q: Mapping[str, Any]) -> dict[str, float | None]:
     }
 
 
-def add_to_window(
-    buckets: list[list[Any]], batch: Mapping[str, Any], now: float, bucket_s: float, window_s: float
-) -> list[list[Any]]:
-    """Add a batch's counts to its time bucket ([start, counts]); drop buckets older than the window."""
-    start = math.floor(now / bucket_s) * bucket_s
-    kept = [b for b in buckets if b[0] > now - window_s - bucket_s]
-    if not kept or kept[-1][0] != start:
-        kept.append([start, empty_quality()])
-    add_quality(kept[-1][1], batch)
-    return kept
-
-
-def window_quality(buckets: Sequence[Sequence[Any]], now: float, window_s: float, bucket_s: float) -> dict[str, Any]:
-    """The sum of the buckets that overlap the window ending now."""
-    total = empty_quality()
-    for start, counts in buckets:
-        if start > now - window_s - bucket_s:
-            add_quality(total, counts)
-    return total
+# add a batch's counts to its time bucket; the sum of the buckets in the window ending now
+add_to_window = partial(window.add_to_window, empty=empty_quality, add=add_quality)
+window_quality = partial(window.window_total, empty=empty_quality, add=add_quality)

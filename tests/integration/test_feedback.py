@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -22,7 +21,7 @@ from confluent_kafka import Producer
 
 from stream.app.produce import generate, publish
 from stream.config import load_settings
-from tests.helpers import consume, end_offsets_total, free_port, http_get, wait_for
+from tests.helpers import consume, end_offsets_total, free_port, http_get, terminate, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -134,10 +133,4 @@ def test_feedback_figures_equal_an_independent_computation_and_every_outcome_is_
         last = json.loads(records[-1].value())
         assert last["outcomes"] == len(pairs) and abs(last["auc"] - auc) <= 1e-9
     finally:
-        for p in procs.values():
-            if p.poll() is None:
-                p.send_signal(signal.SIGTERM)
-                try:
-                    p.wait(60)
-                except subprocess.TimeoutExpired:
-                    p.kill()
+        terminate(procs.values())

@@ -21,7 +21,7 @@ import yaml
 
 from stream.app.produce import MIXED_KINDS, bad_event, generate, publish
 from stream.config import PROJECT_ROOT, load_settings
-from tests.helpers import Pushgateway, free_port, http_get, wait_for
+from tests.helpers import Pushgateway, free_port, http_get, terminate, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -117,13 +117,7 @@ def stack(kafka_bootstrap, make_topics, tmp_path):
         "healthz": f"http://127.0.0.1:{exporter_port}/healthz", "metrics": f"http://127.0.0.1:{exporter_port}/metrics",
         "tmp": tmp_path,
     }
-    for p in procs.values():
-        if p.poll() is None:
-            p.send_signal(signal.SIGTERM)
-            try:
-                p.wait(60)
-            except subprocess.TimeoutExpired:
-                p.kill()
+    terminate(procs.values())
     if gateway.proc and gateway.proc.poll() is None:
         gateway.kill()
     prom.stop()

@@ -22,6 +22,7 @@ from stream.app.scorer import check_broker
 from stream.config import Settings
 from stream.errors import HeartriskError
 from stream.local.topics import ensure_topics
+from stream.model.evaluation import AGE_BANDS
 from stream.quality.join import labelled
 from stream.quality.read import outcomes, predictions, read_topic
 from stream.quality.record import FeedbackRecorder
@@ -57,7 +58,7 @@ def start_feedback(spark: SparkSession, settings: Settings) -> tuple[Any, Feedba
     recorder = FeedbackRecorder(fs.progress_path, fs.query_name, settings.feedback_window, publish)
     spark.streams.addListener(recorder)
     joined = labelled(
-        outcomes(read_topic(spark, settings, settings.outcomes_topic)),
+        outcomes(read_topic(spark, settings, settings.outcomes_topic), AGE_BANDS),
         predictions(read_topic(spark, settings, settings.output_topic), settings.output_format),
         settings.feedback_bound,
     )

@@ -1,8 +1,9 @@
 """Publish clinicians' outcomes for the predictions already on the output topic (``heartrisk outcomes``).
 
 Each prediction's outcome is the data set's true label when its patient is one
-of the Cleveland patients (``cleveland-001`` ..., and their replays), so the
-accuracy the feedback query reports can be checked; otherwise it is drawn with
+of the Cleveland patients (``cleveland-001`` ..., and their replays), with the
+patient's sex and age, so the accuracy the feedback query reports, overall and
+per subgroup, can be checked; otherwise it is drawn with
 the prediction's own probability (a well-calibrated model's expected outcome).
 ``--unknown N`` adds outcomes for event ids never scored; ``--late N`` confirms
 N outcomes further in the past than the feedback bound: both must come out as
@@ -60,21 +61,23 @@ def outcome_events(
 ) -> Iterator[Event]:
     """One outcome per chosen prediction (true label or drawn), then the unknown and the late ones."""
     rng = random.Random(seed)
-    labels = {r["patient_id"]: 1 if r["disease"] == "Yes" else 0 for r in read_csv(settings.path(settings.data_file))}
+    rows = {r["patient_id"]: r for r in read_csv(settings.path(settings.data_file))}
     now_ms = int(time.time() * 1000)
 
-    def event(event_id: str, patient: str, outcome: int, at_ms: int) -> Event:
+    def event(event_id: str, patient: str, outcome: int, at_ms: int, row: dict[str, Any] | None = None) -> Event:
         body = {"event_id": event_id, "patient_id": patient, "outcome": outcome, "confirmed_at": at_ms,
                 "source": "heartrisk-outcomes"}
+        if row is not None:  # the subgroup the model card reports on
+            body.update(Sex=row["Sex"], Age=row["Age"])
         return Event(patient.encode(), json.dumps(body).encode())
 
     # the same choice on every run over the same predictions
     ordered = sorted(preds, key=lambda p: (str(p.get("patient_id", "")), str(p["event_id"])))
     chosen = [p for p in ordered if rng.random() < share]
     for p in chosen[late:]:
-        base = str(p.get("patient_id", "")).split("-r")[0]
-        y = labels[base] if base in labels else int(rng.random() < float(p["probability"]))
-        yield event(p["event_id"], str(p.get("patient_id", "")), y, now_ms)
+        row = rows.get(str(p.get("patient_id", "")).split("-r")[0])
+        y = (1 if row["disease"] == "Yes" else 0) if row else int(rng.random() < float(p["probability"]))
+        yield event(p["event_id"], str(p.get("patient_id", "")), y, now_ms, row)
     for p in chosen[:late]:
         old = now_ms - int(2 * settings.feedback_bound * 1000)
         yield event(p["event_id"], str(p.get("patient_id", "")), 1, old)

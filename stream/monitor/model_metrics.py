@@ -10,7 +10,7 @@ from typing import Any
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from stream.monitor.drift import summarize, window_counts
-from stream.monitor.quality import figures, window_quality
+from stream.monitor.quality import ALL, empty_quality, figures, subgroup_figures, window_quality
 
 PREFIX = "heartrisk_"
 
@@ -73,7 +73,9 @@ def quality_metrics(feedback: dict[str, Any] | None, now: float) -> list[Metric]
         out.append(g)
     window_s = float(feedback.get("window_s") or 0)
     if window_s:
-        fig = figures(window_quality(feedback.get("buckets") or [], now, window_s, float(feedback["bucket_s"])))
+        groups = window_quality(feedback.get("buckets") or [], now, window_s, float(feedback["bucket_s"]))
+        fig = figures(groups.get(ALL) or empty_quality())
+        out += subgroup_metrics(subgroup_figures(groups))
         g = GaugeMetricFamily(PREFIX + "feedback_window_outcomes", "Outcomes joined in the quality window")
         g.add_metric([], float(fig["outcomes"] or 0))
         out.append(g)
@@ -85,3 +87,23 @@ def quality_metrics(feedback: dict[str, Any] | None, now: float) -> list[Metric]
                 g.add_metric([], value)
                 out.append(g)
     return out
+
+
+def subgroup_metrics(subgroups: dict[str, Any]) -> list[Metric]:
+    """Per sex and age band (the model card's subgroups): outcomes, AUC, sensitivity, specificity, and the gaps."""
+    n = GaugeMetricFamily(PREFIX + "model_subgroup_outcomes", "Outcomes joined in the quality window, by subgroup",
+                          labels=["subgroup", "value"])
+    figs = {f: GaugeMetricFamily(PREFIX + f"model_subgroup_{f}", f"The model's {f} by subgroup, quality window",
+                                 labels=["subgroup", "value"]) for f in ("auc", "sensitivity", "specificity")}
+    gaps = GaugeMetricFamily(PREFIX + "model_subgroup_gap", "Largest minus smallest figure across one subgroup's "
+                             "values (e.g. Female against Male), quality window", labels=["subgroup", "figure"])
+    for kind, data in sorted(subgroups.items()):
+        for value, fig in sorted(data["groups"].items()):
+            n.add_metric([kind, value], float(fig["outcomes"] or 0))
+            for f, family in figs.items():
+                if fig[f] is not None:
+                    family.add_metric([kind, value], fig[f])
+        for f, gap in sorted(data["gaps"].items()):
+            if gap is not None and f in figs:
+                gaps.add_metric([kind, f], gap)
+    return [n, *figs.values(), gaps]

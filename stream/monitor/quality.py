@@ -3,8 +3,10 @@
 The feedback query (``stream.quality``) joins each confirmed outcome to its
 prediction and hands every micro-batch's labelled counts here: the confusion
 matrix, the Brier sum, and a histogram of the exact probabilities by outcome,
-from which the AUC is exact (ties count one half). The counts are kept as a
-window of time buckets in the feedback progress file, which the exporter reads.
+from which the AUC is exact (ties count one half). Counts are kept per group:
+``all``, and per sex and age band (``sex=Female``, ``age_band=50-60``) when the
+outcomes say them, the model card's subgroups. They are kept as a window of
+time buckets in the feedback progress file, which the exporter reads.
 """
 
 from __future__ import annotations
@@ -64,6 +66,30 @@ def figures(q: Mapping[str, Any]) -> dict[str, float | None]:
     }
 
 
-# add a batch's counts to its time bucket; the sum of the buckets in the window ending now
-add_to_window = partial(window.add_to_window, empty=empty_quality, add=add_quality)
-window_quality = partial(window.window_total, empty=empty_quality, add=add_quality)
+ALL = "all"
+
+
+def add_groups(into: dict[str, Any], batch: Mapping[str, Any]) -> None:
+    """Add one batch's labelled counts per group (``all``, ``sex=...``, ``age_band=...``)."""
+    for group, counts in batch.items():
+        add_quality(into.setdefault(group, empty_quality()), counts)
+
+
+def subgroup_figures(groups: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
+    """Per kind (sex, age band): each group's figures, and the gap (largest - smallest) of each figure."""
+    out: dict[str, Any] = {}
+    for name, counts in sorted(groups.items()):
+        if name == ALL or "=" not in name:
+            continue
+        kind, value = name.split("=", 1)
+        out.setdefault(kind, {"groups": {}, "gaps": {}})["groups"][value] = figures(counts)
+    for kind in out.values():
+        for figure in ("auc", "sensitivity", "specificity", "accuracy"):
+            values = [g[figure] for g in kind["groups"].values() if g[figure] is not None]
+            kind["gaps"][figure] = max(values) - min(values) if len(values) > 1 else None
+    return out
+
+
+# add a batch's counts (per group) to its time bucket; the sum of the buckets in the window ending now
+add_to_window = partial(window.add_to_window, empty=dict, add=add_groups)
+window_quality = partial(window.window_total, empty=dict, add=add_groups)

@@ -16,7 +16,10 @@ from stream.config import Settings
 from stream.contract.avro import outcome_schema, prediction_schema
 
 OUTCOMES = "outcomes"  # the observation name of the outcome side
-OUTCOME_DDL = "event_id string, patient_id string, outcome string, confirmed_at string"
+OUTCOME_DDL = "event_id string, patient_id string, outcome string, confirmed_at string, Sex string, Age string"
+SEXES = ("Female", "Male")
+# the model card's age bands, (name, lowest, highest), inclusive (stream.model.evaluation.AGE_BANDS)
+AgeBands = tuple[tuple[str, int, int], ...]
 PREDICTION_DDL = "event_id string, probability double, prediction int, model_version string, scored_at string"
 
 
@@ -35,10 +38,19 @@ def _time(text: Column, fallback: Column) -> Column:
     return F.when(text.isNull(), fallback).otherwise(F.coalesce(millis, F.to_timestamp(text)))
 
 
-def outcomes(raw: DataFrame) -> DataFrame:
+def _band(age: Column, bands: AgeBands) -> Column:
+    out = F.when(F.lit(False), F.lit(None).cast("string"))
+    for name, lo, hi in bands:
+        out = out.when(age.between(lo, hi), F.lit(name))
+    return out
+
+
+def outcomes(raw: DataFrame, age_bands: AgeBands = ()) -> DataFrame:
     """Valid outcomes (``o_event_id``, ``o_patient_id``, ``outcome``, ``confirmed_at``), invalid ones counted.
 
     JSON, or Confluent-framed Avro (first byte 0) read with ``patient_outcome.v1.avsc``.
+    The optional ``Sex`` and ``Age`` give ``o_sex`` and ``o_age_band`` (null when
+    absent or not a contract value): the model card's subgroups.
     """
     from pyspark.sql.avro.functions import from_avro
 
@@ -54,8 +66,15 @@ def outcomes(raw: DataFrame) -> DataFrame:
         pick("o_event_id", a["event_id"], j["event_id"]),
         pick("o_patient_id", a["patient_id"], j["patient_id"]),
         pick("_outcome", a["outcome"].cast("string"), j["outcome"]),
-        pick("confirmed_at", F.coalesce(a["confirmed_at"], kafka_ts), _time(j["confirmed_at"], kafka_ts)),
+        pick("confirmed_at", _time(F.coalesce(a["confirmed_at"]["member0"], a["confirmed_at"]["member1"]
+                                              .cast("string")), kafka_ts), _time(j["confirmed_at"], kafka_ts)),
+        pick("_sex", a["Sex"], j["Sex"]),
+        pick("_age", a["Age"], F.when(j["Age"].rlike("^[0-9]{1,3}$"), j["Age"].cast("int"))),
     )
+    df = df.withColumns({
+        "o_sex": F.when(F.col("_sex").isin(*SEXES), F.col("_sex")),
+        "o_age_band": _band(F.col("_age"), age_bands),
+    }).drop("_sex", "_age")
     valid = F.col("o_event_id").isNotNull() & F.col("_outcome").isin("0", "1") & F.col("confirmed_at").isNotNull()
     df = df.observe(OUTCOMES, F.count(F.lit(1)).alias("read"), F.count_if(~F.coalesce(valid, F.lit(False)))
                     .alias("invalid"))

@@ -24,7 +24,15 @@ from pyspark.sql import functions as F
 from pyspark.sql.streaming.listener import StreamingQueryListener
 
 from stream.monitor.progress import read_progress, write_progress
-from stream.monitor.quality import add_quality, add_to_window, empty_quality, figures, window_quality
+from stream.monitor.quality import (
+    ALL,
+    add_quality,
+    add_to_window,
+    empty_quality,
+    figures,
+    subgroup_figures,
+    window_quality,
+)
 from stream.quality.read import OUTCOMES
 
 logger = logging.getLogger(__name__)
@@ -33,10 +41,17 @@ TOTALS = ("read", "invalid", "matched", "unmatched", "late_rows")
 
 
 def batch_counts(df: DataFrame) -> tuple[int, dict[str, Any]]:
-    """(unmatched, labelled counts) of one batch of the join's output."""
+    """(unmatched, labelled counts per group) of one batch of the join's output.
+
+    One aggregation grouped by (probability, sex, age band); the driver adds the
+    groups up into ``all``, ``sex=<value>`` and ``age_band=<value>``.
+    """
     y, pred, p = F.col("outcome"), F.col("prediction"), F.col("probability")
     matched = F.col("p_event_id").isNotNull()
-    rows = df.groupBy(F.when(matched, p).alias("p")).agg(
+    rows = df.groupBy(
+        F.when(matched, p).alias("p"), F.when(matched, F.col("o_sex")).alias("sex"),
+        F.when(matched, F.col("o_age_band")).alias("band"),
+    ).agg(
         F.count_if(~matched).alias("unmatched"),
         F.count_if(matched & (y == 1)).alias("pos"),
         F.count_if(matched & (y == 0)).alias("neg"),
@@ -46,16 +61,18 @@ def batch_counts(df: DataFrame) -> tuple[int, dict[str, Any]]:
         F.count_if(matched & (y == 1) & (pred == 0)).alias("fn"),
         F.sum(F.when(matched, (p - y) * (p - y))).alias("brier_sum"),
     ).collect()
-    q = empty_quality()
+    groups: dict[str, Any] = {}
     unmatched = 0
     for r in rows:
         unmatched += int(r["unmatched"])
         if r["p"] is None:
             continue
-        add_quality(q, {"matched": r["pos"] + r["neg"], "tp": r["tp"], "fp": r["fp"], "tn": r["tn"],
-                        "fn": r["fn"], "brier_sum": r["brier_sum"] or 0.0,
-                        "histogram": {repr(float(r["p"])): [r["pos"], r["neg"]]}})
-    return unmatched, q
+        cell = {"matched": r["pos"] + r["neg"], "tp": r["tp"], "fp": r["fp"], "tn": r["tn"], "fn": r["fn"],
+                "brier_sum": r["brier_sum"] or 0.0, "histogram": {repr(float(r["p"])): [r["pos"], r["neg"]]}}
+        names = [ALL] + [f"{kind}={r[col]}" for kind, col in (("sex", "sex"), ("age_band", "band")) if r[col]]
+        for name in names:
+            add_quality(groups.setdefault(name, empty_quality()), cell)
+    return unmatched, groups
 
 
 class FeedbackRecorder(StreamingQueryListener):
@@ -73,7 +90,10 @@ class FeedbackRecorder(StreamingQueryListener):
             "totals": {**dict.fromkeys(TOTALS, 0), **previous.get("totals", {})},
             "last_batch_id": previous.get("last_batch_id", -1),
             "window_s": window_s, "bucket_s": window_s / 60,
-            "buckets": previous.get("buckets", []) if previous.get("window_s") == window_s else [],
+            # counts per group since version 1; a window of another length or shape starts again
+            "buckets": previous.get("buckets", [])
+            if previous.get("window_s") == window_s and previous.get("groups_version") == 1 else [],
+            "groups_version": 1,
         }
         self._save()
 
@@ -83,29 +103,31 @@ class FeedbackRecorder(StreamingQueryListener):
             write_progress(self.path, self.state)
 
     def figures(self, now: float | None = None) -> dict[str, Any]:
-        """The window's figures now."""
+        """The window's figures now, with the subgroups'."""
         s = self.state
-        return figures(window_quality(s["buckets"], now or time.time(), s["window_s"], s["bucket_s"]))
+        groups = window_quality(s["buckets"], now or time.time(), s["window_s"], s["bucket_s"])
+        return {**figures(groups.get(ALL) or empty_quality()), "subgroups": subgroup_figures(groups)}
 
     def record_batch(self, df: DataFrame, batch_id: int) -> None:
         """foreachBatch: count the batch (once per batch id), save, publish the window's figures."""
         if batch_id <= self.state["last_batch_id"]:
             logger.info('event="feedback batch already recorded" batch_id=%d', batch_id)
             return
-        unmatched, q = batch_counts(df)
+        unmatched, groups = batch_counts(df)
+        matched = groups[ALL]["matched"] if ALL in groups else 0
         with self._lock:
             s = self.state
-            s["totals"]["matched"] += q["matched"]
+            s["totals"]["matched"] += matched
             s["totals"]["unmatched"] += unmatched
-            if q["matched"]:
-                s["buckets"] = add_to_window(s["buckets"], q, time.time(), s["bucket_s"], s["window_s"])
+            if matched:
+                s["buckets"] = add_to_window(s["buckets"], groups, time.time(), s["bucket_s"], s["window_s"])
             s["last_batch_id"] = batch_id
             record = {"query": self.query_name, "batch_id": batch_id, "at": time.time(), "window_s": s["window_s"],
                       **self.figures(), "totals": dict(s["totals"])}
             self._save()
-        if self.publish is not None and (q["matched"] or unmatched):
+        if self.publish is not None and (matched or unmatched):
             self.publish(json.dumps(record).encode())
-        logger.info('event="feedback batch" batch_id=%d matched=%d unmatched=%d', batch_id, q["matched"], unmatched)
+        logger.info('event="feedback batch" batch_id=%d matched=%d unmatched=%d', batch_id, matched, unmatched)
 
     def onQueryStarted(self, event: Any) -> None:  # noqa: N802 - Spark's API
         """The feedback query started."""

@@ -33,6 +33,13 @@ def _iso(ms: float) -> datetime:
     return datetime.fromtimestamp(ms / 1000, timezone.utc)
 
 
+def _auc(pairs: list[tuple[float, int, int]]) -> float:
+    """The definition: over every (positive, negative) pair, 1 if the positive's probability is higher, 1/2 on a tie."""
+    pos = [p for p, _, y in pairs if y == 1]
+    neg = [p for p, _, y in pairs if y == 0]
+    return sum(1.0 if a > b else 0.5 if a == b else 0.0 for a in pos for b in neg) / (len(pos) * len(neg))
+
+
 def _metrics(url: str) -> dict[str, float]:
     status, body = http_get(url)
     if status != 200:
@@ -79,17 +86,19 @@ def test_feedback_figures_equal_an_independent_computation_and_every_outcome_is_
                  for m in consume(kafka_bootstrap, out, lambda rs: len(rs) >= 303, 60)}
         outs = [json.loads(m.value()) for m in consume(kafka_bootstrap, outcomes_topic,
                                                         lambda rs: len(rs) >= n_outcomes, 60)]
-        pairs = []
+        pairs: list[tuple[float, int, int]] = []
+        by_group: dict[tuple[str, str], list[tuple[float, int, int]]] = {}
         for o in outs:
             p = preds.get(o["event_id"])
             scored = datetime.fromisoformat(p["scored_at"].replace("Z", "+00:00")) if p else None
             if p and abs((_iso(o["confirmed_at"]) - scored).total_seconds()) <= BOUND_S:
                 pairs.append((p["probability"], p["prediction"], o["outcome"]))
+                by_group.setdefault(("sex", o["Sex"]), []).append(pairs[-1])
+                band = "<50" if o["Age"] < 50 else "50-60" if o["Age"] <= 60 else ">60"
+                by_group.setdefault(("age_band", band), []).append(pairs[-1])
         unmatched = len(outs) - len(pairs)
         assert len(pairs) > 250 and unmatched == 12, (len(pairs), unmatched)
-        pos = [p for p, _, y in pairs if y == 1]
-        neg = [p for p, _, y in pairs if y == 0]
-        auc = sum(1.0 if a > b else 0.5 if a == b else 0.0 for a in pos for b in neg) / (len(pos) * len(neg))
+        auc = _auc(pairs)
         accuracy = sum(1 for _, pr, y in pairs if pr == y) / len(pairs)
         brier = sum((p - y) ** 2 for p, _, y in pairs) / len(pairs)
 
@@ -102,6 +111,21 @@ def test_feedback_figures_equal_an_independent_computation_and_every_outcome_is_
         assert abs(m["heartrisk_model_auc"] - auc) <= 1e-9
         assert abs(m["heartrisk_model_brier"] - brier) <= 1e-9
         assert m["heartrisk_feedback_read_total"] == n_outcomes and m["heartrisk_feedback_invalid_total"] == 0
+        # the model card's subgroups, from the outcomes' Sex and Age
+        assert set(by_group) == {("sex", "Female"), ("sex", "Male"), ("age_band", "<50"), ("age_band", "50-60"),
+                                 ("age_band", ">60")}
+        aucs: dict[str, dict[str, float]] = {}
+        for (kind, value), group in sorted(by_group.items()):
+            label = f'{{subgroup="{kind}",value="{value}"}}'
+            assert m["heartrisk_model_subgroup_outcomes" + label] == len(group)
+            assert abs(m["heartrisk_model_subgroup_auc" + label] - _auc(group)) <= 1e-9, (kind, value)
+            flagged_pos = [pr for _, pr, y in group if y == 1]
+            assert abs(m["heartrisk_model_subgroup_sensitivity" + label] - sum(flagged_pos) / len(flagged_pos)) <= 1e-9
+            aucs.setdefault(kind, {})[value] = _auc(group)
+        for kind, values in aucs.items():
+            gap = m[f'heartrisk_model_subgroup_gap{{figure="auc",subgroup="{kind}"}}']
+            assert abs(gap - (max(values.values()) - min(values.values()))) <= 1e-9
+        print("subgroup AUC:", {k: {v: round(a, 4) for v, a in vs.items()} for k, vs in aucs.items()})
 
         # kill -9 the feedback query and restart it on its checkpoint: its state comes back, nothing counts twice
         procs["feedback"].kill()

@@ -68,7 +68,7 @@ def _exported_names() -> set[str]:
     q = {**empty_quality(), "matched": 2, "tp": 1, "tn": 1, "brier_sum": 0.1,
          "histogram": {"0.9": [1, 0], "0.1": [0, 1]}}
     feedback = {"state": "active", "totals": {}, "window_s": 86400.0, "bucket_s": 1440.0,
-                "buckets": add_outcomes([], q, time.time(), 1440.0, 86400.0)}
+                "buckets": add_outcomes([], {"all": q, "sex=Male": q, "sex=Female": q}, time.time(), 1440.0, 86400.0)}
     names = set()
     for fam in build_metrics(progress, True, feedback):
         for s in fam.samples:

@@ -6,7 +6,15 @@ import random
 
 import pytest
 
-from stream.monitor.quality import add_quality, add_to_window, auc, empty_quality, figures, window_quality
+from stream.monitor.quality import (
+    add_quality,
+    add_to_window,
+    auc,
+    empty_quality,
+    figures,
+    subgroup_figures,
+    window_quality,
+)
 
 
 def pairwise_auc(pairs: list[tuple[float, int]]) -> float:
@@ -47,11 +55,26 @@ def test_undefined_figures_are_none_not_zero():
     assert auc({"0.5": [3, 3]}) == 0.5, "all tied: chance"
 
 
-def test_the_quality_window_keeps_its_length():
+def test_the_quality_window_keeps_its_length_per_group():
     one = counts_of([(0.7, 1)], [1])
     buckets: list = []
     for t in range(0, 3 * 86400, 600):  # every 10 min for 3 days; a 1-day window in 24-min buckets
-        buckets = add_to_window(buckets, one, 1e6 + t, 1440.0, 86400.0)
+        buckets = add_to_window(buckets, {"all": one, "sex=Male": one}, 1e6 + t, 1440.0, 86400.0)
     assert len(buckets) <= 62
     total = window_quality(buckets, 1e6 + 3 * 86400 - 600, 86400.0, 1440.0)
-    assert 144 <= total["matched"] <= 147 and total["histogram"] == {"0.7": [total["matched"], 0]}
+    assert 144 <= total["all"]["matched"] <= 147 and total["all"]["histogram"] == {"0.7": [total["all"]["matched"], 0]}
+    assert total["sex=Male"] == total["all"]
+
+
+def test_subgroup_figures_and_gaps():
+    rng = random.Random(8)
+    female = [(round(rng.random(), 3), int(rng.random() < 0.3)) for _ in range(200)]
+    male = [(round(rng.random(), 3), int(rng.random() < 0.6)) for _ in range(300)]
+    groups = {"sex=Female": counts_of(female, [int(p > 0.5) for p, _ in female]),
+              "sex=Male": counts_of(male, [int(p > 0.5) for p, _ in male]),
+              "age_band=<50": counts_of(female[:10], [1] * 10)}
+    out = subgroup_figures(groups)
+    assert set(out) == {"sex", "age_band"}
+    assert out["sex"]["groups"]["Female"]["auc"] == pytest.approx(pairwise_auc(female), abs=1e-12)
+    assert out["sex"]["gaps"]["auc"] == pytest.approx(abs(pairwise_auc(female) - pairwise_auc(male)), abs=1e-12)
+    assert out["age_band"]["gaps"]["auc"] is None, "one band: no gap"

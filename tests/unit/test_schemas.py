@@ -14,6 +14,7 @@ PAIRS = [
     ("patient_event.v1.avsc", "patient_event.v1.schema.json"),
     ("patient_event.v2.avsc", "patient_event.v2.schema.json"),
     ("prediction.v1.avsc", "prediction.v1.schema.json"),
+    ("patient_outcome.v1.avsc", "patient_outcome.v1.schema.json"),
 ]
 
 

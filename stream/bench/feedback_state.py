@@ -101,8 +101,16 @@ def _measure(settings: Settings, n: int, provider: str | None, work: Path) -> di
 def run_feedback_state_bench(settings: Settings, n: int, results_dir: Path, work: Path) -> Path:
     """Measure the join's state with both stores; write ``<date>-feedback-state.json`` and ``.md``."""
     broker = LocalBroker.from_settings(settings)
-    broker.up()
-    s = dataclasses.replace(settings, bootstrap_servers=broker.bootstrap, feedback_bound=WEEK_S)
+    started = broker.up()
+    try:
+        return _run(dataclasses.replace(settings, bootstrap_servers=broker.bootstrap), n, results_dir, work)
+    finally:
+        if started:  # leave a broker the user started running
+            broker.down()
+
+
+def _run(settings: Settings, n: int, results_dir: Path, work: Path) -> Path:
+    s = dataclasses.replace(settings, feedback_bound=WEEK_S)
     tag = f"bench-feedback-{uuid.uuid4().hex[:6]}"
     runs: list[dict[str, Any]] = []
     for provider in (None, ROCKSDB):

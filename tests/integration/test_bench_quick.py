@@ -115,3 +115,25 @@ def test_bench_drift_quick_measures_both_plans_and_the_counts_reconcile(tmp_path
         "Age", "Blood_Pressure", "Cholesterol", "Heart_Rate", "Sex", "angina", "Glycemia", "ECG",
         "angina_after_sport", "ecg_slope", "fluoroscopy", "thalassemia"}
     assert "Cost:" in json_path.with_suffix(".md").read_text()
+
+
+def test_bench_feedback_state_quick_fills_the_state_and_leaves_no_broker(tmp_path):
+    env = {
+        **os.environ,
+        "HEARTRISK_KAFKA_PORT": str(free_port()),
+        "HEARTRISK_KAFKA_CONTROLLER_PORT": str(free_port()),
+        "HEARTRISK_KAFKA_STATE_DIR": str(tmp_path / "kafka"),
+    }
+    out = tmp_path / "results"
+    r = subprocess.run(
+        [HEARTRISK, "bench", "--feedback-state", "--quick", "--results-dir", str(out)],
+        env=env, capture_output=True, text=True, timeout=600,
+    )
+    assert r.returncode == 0, r.stderr[-4000:]
+    (json_path,) = out.glob("*-feedback-state.json")
+    res = json.loads(json_path.read_text())
+    assert res["predictions"] == 20_000 and res["bound_seconds"] == 7 * 86400
+    assert [run["state_rows"] for run in res["runs"]] == [40_000, 40_000], "the join and the dedup hold each one"
+    assert "RocksDB" in res["runs"][1]["provider"] and all(run["checkpoint_bytes_on_disk"] > 0 for run in res["runs"])
+    status = subprocess.run([HEARTRISK, "kafka", "status"], env=env, capture_output=True, text=True, timeout=60)
+    assert "not running" in (status.stdout + status.stderr), "the broker the bench started is stopped"

@@ -30,7 +30,7 @@ from stream.model.artifact import LoadedModel
 from stream.monitor.drift import reference
 from stream.monitor.listener import ProgressListener
 from stream.monitor.observe import observer
-from stream.pipeline.build import build_output
+from stream.pipeline.build import Tap, build_output
 from stream.pipeline.sink import write_predictions
 from stream.pipeline.source import read_events
 from stream.pipeline.trigger import is_real_time
@@ -117,7 +117,8 @@ def drift_reference(settings: Settings, model: LoadedModel) -> dict[str, Any] | 
 
 
 def warm_up(
-    spark: SparkSession, settings: Settings, model: LoadedModel, writers: Mapping[int, Writer] | None = None
+    spark: SparkSession, settings: Settings, model: LoadedModel, writers: Mapping[int, Writer] | None = None,
+    tap: Tap | None = None,
 ) -> float:
     """Run the scoring plan once before the stream starts, on an empty batch read of the input topic.
 
@@ -143,7 +144,7 @@ def warm_up(
             .option("startingOffsets", at_end).option("endingOffsets", at_end).load()
             .select(*RAW_COLUMNS)
         )
-        plan = build_output(empty, model, settings, tap=observer(drift_reference(settings, model)), writers=writers)
+        plan = build_output(empty, model, settings, tap=tap, writers=writers)
         plan.write.format("noop").mode("overwrite").save()
     except Exception as exc:  # an optimisation only: never keep the scorer from starting
         logger.warning('event="warm-up skipped" reason="%s"', str(exc).splitlines()[0][:300])
@@ -181,16 +182,17 @@ def start_scorer(
     uses_registry = settings.input_format != "json" or settings.output_format == "avro"
     registry = SchemaRegistry.from_settings(settings) if uses_registry else None  # one client, one cache
     prediction_schema_id = register_prediction_schema(settings, registry)
+    drift = drift_reference(settings, model)
     group_id = settings.lag_group_id
     lag_group = LagGroup(settings, group_id) if group_id else None
     listener = ProgressListener(
         settings.progress_path, settings.query_name, model.version,
         on_batch_committed=lag_group.commit if lag_group is not None else None,
         on_closed=lag_group.close if lag_group is not None else None,
-        drift_reference=drift_reference(settings, model), drift_window_s=settings.drift_window,
+        drift_reference=drift, drift_window_s=settings.drift_window,
     )
     spark.streams.addListener(listener)
-    observe_batch = observer(drift_reference(settings, model))
+    observe_batch = observer(drift)  # the stream's tap, and the warm-up's, so the warm-up plan is the stream's
 
     def plan(writers: Mapping[int, Writer] | None) -> StreamingQuery:
         raw = read_events(spark, settings)
@@ -200,7 +202,7 @@ def start_scorer(
     query: RunningQuery
     if settings.input_format == "json":
         if warm:
-            warm_up(spark, settings, model)
+            warm_up(spark, settings, model, tap=observe_batch)
         query = plan(None)
     else:
         assert registry is not None  # avro or auto input
@@ -215,7 +217,7 @@ def start_scorer(
 
         known = set(known_schema_ids(settings, registry)) | learn()
         if warm:
-            warm_up(spark, settings, model, writers.resolve(known))
+            warm_up(spark, settings, model, writers.resolve(known), tap=observe_batch)
         query = ReplanningQuery(plan, writers, known, stop, learn=learn).start()
     logger.info(
         'event="scorer started" query="%s" id="%s" input="%s" format="%s/%s" checkpoint="%s" model="%s"',

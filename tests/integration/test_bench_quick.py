@@ -20,19 +20,30 @@ pytestmark = pytest.mark.integration
 HEARTRISK = str(Path(sys.executable).with_name("heartrisk"))
 
 
-def test_bench_quick_writes_results_that_reconcile(tmp_path):
+def _local_env(tmp_path: Path, registry: bool = False) -> dict[str, str]:
+    """Its own local broker (and registry) on free ports, state under tmp_path."""
     env = {
         **os.environ,
         "HEARTRISK_KAFKA_PORT": str(free_port()),
         "HEARTRISK_KAFKA_CONTROLLER_PORT": str(free_port()),
         "HEARTRISK_KAFKA_STATE_DIR": str(tmp_path / "kafka"),
     }
+    if registry:
+        env.update(HEARTRISK_REGISTRY_PORT=str(free_port()), HEARTRISK_REGISTRY_STATE_DIR=str(tmp_path / "registry"))
+    return env
+
+
+def _bench(tmp_path: Path, *args: str, env: dict[str, str] | None = None, timeout: float = 600) -> Path:
+    """Run `heartrisk bench <args> --results-dir <tmp>/results`; fail with its stderr; return the results dir."""
     out = tmp_path / "results"
-    r = subprocess.run(
-        [HEARTRISK, "bench", "--quick", "--results-dir", str(out)],
-        env=env, capture_output=True, text=True, timeout=900,
-    )
+    r = subprocess.run([HEARTRISK, "bench", *args, "--results-dir", str(out)], env=env,
+                       capture_output=True, text=True, timeout=timeout)
     assert r.returncode == 0, r.stderr[-4000:]
+    return out
+
+
+def test_bench_quick_writes_results_that_reconcile(tmp_path):
+    out = _bench(tmp_path, "--quick", env=_local_env(tmp_path), timeout=900)
     (json_path,) = out.glob("*-quick.json")
     assert json_path.with_suffix(".md").is_file()
     assert json_path.with_name(json_path.stem + "-latency-cdf.png").stat().st_size > 1000
@@ -56,20 +67,7 @@ def test_bench_quick_writes_results_that_reconcile(tmp_path):
 
 
 def test_bench_formats_quick_reconciles_json_and_avro(tmp_path):
-    env = {
-        **os.environ,
-        "HEARTRISK_KAFKA_PORT": str(free_port()),
-        "HEARTRISK_KAFKA_CONTROLLER_PORT": str(free_port()),
-        "HEARTRISK_KAFKA_STATE_DIR": str(tmp_path / "kafka"),
-        "HEARTRISK_REGISTRY_PORT": str(free_port()),
-        "HEARTRISK_REGISTRY_STATE_DIR": str(tmp_path / "registry"),
-    }
-    out = tmp_path / "results"
-    r = subprocess.run(
-        [HEARTRISK, "bench", "--formats", "--quick", "--results-dir", str(out)],
-        env=env, capture_output=True, text=True, timeout=600,
-    )
-    assert r.returncode == 0, r.stderr[-4000:]
+    out = _bench(tmp_path, "--formats", "--quick", env=_local_env(tmp_path, registry=True))
     (json_path,) = out.glob("*-formats-*.json")
     res = json.loads(json_path.read_text())
     assert set(res["runs"]) == {"json->json", "avro->avro"}
@@ -83,10 +81,7 @@ def test_bench_formats_quick_reconciles_json_and_avro(tmp_path):
 
 
 def test_bench_serve_quick_measures_the_service_and_the_baseline(tmp_path):
-    out = tmp_path / "results"
-    r = subprocess.run([HEARTRISK, "bench", "--serve", "--quick", "--results-dir", str(out)],
-                       capture_output=True, text=True, timeout=600)
-    assert r.returncode == 0, r.stderr[-4000:]
+    out = _bench(tmp_path, "--serve", "--quick")
     (json_path,) = out.glob("*-serve-quick.json")
     res = json.loads(json_path.read_text())
     assert [f["target_rps"] for f in res["fixed_rate"]] == [200, 500]
@@ -101,12 +96,7 @@ def test_bench_serve_quick_measures_the_service_and_the_baseline(tmp_path):
 
 
 def test_bench_drift_quick_measures_both_plans_and_the_counts_reconcile(tmp_path):
-    out = tmp_path / "results"
-    r = subprocess.run(
-        [HEARTRISK, "bench", "--drift", "--quick", "--results-dir", str(out)],
-        capture_output=True, text=True, timeout=600,
-    )
-    assert r.returncode == 0, r.stderr[-4000:]
+    out = _bench(tmp_path, "--drift", "--quick")
     (json_path,) = out.glob("*-drift.json")
     res = json.loads(json_path.read_text())
     assert res["events"] == 20_000 and len(res["runs_seconds"]["on"]) == len(res["runs_seconds"]["off"]) == 2
@@ -118,18 +108,8 @@ def test_bench_drift_quick_measures_both_plans_and_the_counts_reconcile(tmp_path
 
 
 def test_bench_feedback_state_quick_fills_the_state_and_leaves_no_broker(tmp_path):
-    env = {
-        **os.environ,
-        "HEARTRISK_KAFKA_PORT": str(free_port()),
-        "HEARTRISK_KAFKA_CONTROLLER_PORT": str(free_port()),
-        "HEARTRISK_KAFKA_STATE_DIR": str(tmp_path / "kafka"),
-    }
-    out = tmp_path / "results"
-    r = subprocess.run(
-        [HEARTRISK, "bench", "--feedback-state", "--quick", "--results-dir", str(out)],
-        env=env, capture_output=True, text=True, timeout=600,
-    )
-    assert r.returncode == 0, r.stderr[-4000:]
+    env = _local_env(tmp_path)
+    out = _bench(tmp_path, "--feedback-state", "--quick", env=env)
     (json_path,) = out.glob("*-feedback-state.json")
     res = json.loads(json_path.read_text())
     assert res["predictions"] == 20_000 and res["bound_seconds"] == 7 * 86400

@@ -103,8 +103,10 @@ def test_feedback_figures_equal_an_independent_computation_and_every_outcome_is_
         brier = sum((p - y) ** 2 for p, _, y in pairs) / len(pairs)
 
         url = f"http://127.0.0.1:{exporter_port}/metrics"
-        m = wait_for(lambda: (x := _metrics(url)).get("heartrisk_feedback_matched_total") == len(pairs) and x,
-                     180, what="the exporter reports every matched outcome")
+        # matched counts come from the batch itself, outcomes read from its progress event, just after it
+        m = wait_for(lambda: (x := _metrics(url)).get("heartrisk_feedback_matched_total") == len(pairs)
+                     and x.get("heartrisk_feedback_read_total") == n_outcomes and x,
+                     180, what="the exporter reports every matched outcome, and every outcome read")
         print(f"\nfeedback: {len(pairs)} matched, accuracy {m['heartrisk_model_accuracy']:.4f}, "
               f"AUC {m['heartrisk_model_auc']:.4f}, Brier {m['heartrisk_model_brier']:.4f}")
         assert abs(m["heartrisk_model_accuracy"] - accuracy) <= 1e-9

@@ -23,8 +23,8 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install -q -e '.[dev]'
 	@touch $@
 
-.jvm/.resolved: $(VENV)/.installed jvm/kafka/pom.xml jvm/spark/pom.xml jvm/registry/pom.xml stream/local/jvm.py
-	@command -v java >/dev/null || { echo "error: java not found: install Java 17+ (apt-get install openjdk-17-jdk-headless)"; exit 1; }
+.jvm/.resolved: $(VENV)/.installed jvm/kafka/pom.xml jvm/spark/pom.xml jvm/registry/pom.xml $(wildcard jvm/functions/src/*/*/*/*.java) stream/local/jvm.py
+	@command -v java >/dev/null || { echo "error: java not found: install a JDK 17+ (apt-get install openjdk-17-jdk-headless)"; exit 1; }
 	@command -v mvn  >/dev/null || { echo "error: mvn not found: install Maven (apt-get install maven)"; exit 1; }
 	$(PY) -m stream.local.jvm
 	@touch $@

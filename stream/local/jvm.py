@@ -8,8 +8,12 @@ Three folders, each from a pom in ``jvm/``:
 * ``.jvm/registry/``: Apicurio Registry's runnable distribution (a Confluent-compatible
   schema registry), unpacked; run by ``heartrisk registry up``.
 
-``python -m stream.local.jvm`` (called by ``make setup``) resolves all three; a second run
-with unchanged poms does nothing.
+And one built here: ``.jvm/functions/heartrisk-functions.jar``, the project's own Spark
+functions (``jvm/functions/src``), compiled with ``javac`` against the very jars pyspark
+ships, so they always match the Spark that runs them; passed to Spark with the connectors.
+
+``python -m stream.local.jvm`` (called by ``make setup``) resolves and builds all four; a
+second run with unchanged poms, sources and pyspark does nothing.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ import subprocess
 import sys
 import tarfile
 import tempfile
+import zipfile
 from pathlib import Path
 
 from stream.config import PROJECT_ROOT
@@ -150,9 +155,62 @@ def classpath_jars(name: str, jvm_dir: Path) -> list[Path]:
     return jars
 
 
+FUNCTIONS_JAR = "functions/heartrisk-functions.jar"
+
+
+def build_functions(jvm_dir: Path, sources_dir: Path | None = None) -> Path:
+    """Compile the project's Spark functions into ``jvm_dir/functions`` unless sources and pyspark are unchanged.
+
+    Raises:
+        SetupError: no javac, or the sources do not compile.
+    """
+    import pyspark
+
+    src = sources_dir or PROJECT_ROOT / "jvm" / "functions" / "src"
+    files = sorted(src.rglob("*.java"))
+    h = hashlib.sha256(pyspark.__version__.encode())
+    for f in files:
+        h.update(str(f.relative_to(src)).encode() + b"\0" + f.read_bytes())
+    jar = jvm_dir / FUNCTIONS_JAR
+    stamp = jar.with_suffix(".sha256")
+    if jar.exists() and stamp.exists() and stamp.read_text().strip() == h.hexdigest():
+        logger.info('classpath="functions" status="up to date"')
+        return jar
+    javac = shutil.which("javac")
+    if javac is None:
+        msg = "javac not found: install a JDK 17 or newer (Debian: apt-get install openjdk-17-jdk-headless)"
+        raise SetupError(msg)
+    print(f"building {jar.name} ({len(files)} sources) ...", file=sys.stderr, flush=True)
+    with tempfile.TemporaryDirectory(prefix="heartrisk-functions-") as tmp:
+        cmd = [javac, "--release", "17", "-Xlint:all,-path,-serial", "-Werror",
+               "-cp", f"{pyspark_jars_dir()}/*", "-d", tmp, *map(str, files)]
+        proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+        if proc.returncode != 0:
+            msg = f"javac could not build {src}: " + "\n".join(proc.stderr.strip().splitlines()[-8:])
+            raise SetupError(msg)
+        jar.parent.mkdir(parents=True, exist_ok=True)
+        partial = jar.with_suffix(".partial")
+        with zipfile.ZipFile(partial, "w", zipfile.ZIP_DEFLATED) as z:
+            for c in sorted(Path(tmp).rglob("*.class")):
+                z.write(c, c.relative_to(tmp).as_posix())
+        partial.replace(jar)
+    stamp.write_text(h.hexdigest() + "\n")
+    print(f"functions: {jar}", file=sys.stderr)
+    return jar
+
+
 def spark_jars(jvm_dir: Path) -> str:
-    """Comma-separated ``spark.jars`` value for the Kafka and Avro connectors."""
-    return ",".join(str(j) for j in classpath_jars("spark", jvm_dir))
+    """Comma-separated ``spark.jars`` value: the Kafka and Avro connectors, and the project's functions.
+
+    Raises:
+        SetupError: a classpath was never resolved, or the functions never built.
+    """
+    jars = classpath_jars("spark", jvm_dir)
+    functions = jvm_dir / FUNCTIONS_JAR
+    if not functions.exists():
+        msg = f"{functions} is missing: run `make setup` first"
+        raise SetupError(msg)
+    return ",".join(str(j) for j in [*jars, functions])
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -161,7 +219,8 @@ def main(argv: list[str] | None = None) -> int:
 
     parser = argparse.ArgumentParser(
         prog="python -m stream.local.jvm",
-        description="Resolve the Kafka broker, the Spark connectors and the schema registry from Maven Central.",
+        description="Resolve the Kafka broker, the Spark connectors and the schema registry from Maven Central, "
+        "and build the project's Spark functions.",
     )
     parser.add_argument("--jvm-dir", default=str(PROJECT_ROOT / ".jvm"), help="cache folder (default: .jvm)")
     args = parser.parse_args(argv)
@@ -169,6 +228,7 @@ def main(argv: list[str] | None = None) -> int:
         java_major_version()
         for name in CLASSPATHS:
             resolve(name, Path(args.jvm_dir))
+        build_functions(Path(args.jvm_dir))
     except SetupError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return exc.exit_code

@@ -93,8 +93,8 @@ def run_drift_bench(settings: Settings, n: int, reps: int, results_dir: Path, ka
             times[name].append(_once(plan))
         say(f"drift: run {i + 1}/{reps}: off {times['off'][-1]:.2f}s, on {times['on'][-1]:.2f}s")
     obs = Observation("drift-bench")
-    build_output(raw, model, settings, tap=lambda df: df.observe(obs, *observed_columns(), *drift_columns(ref))) \
-        .write.format("noop").mode("overwrite").save()
+    tap = lambda df: df.observe(obs, *observed_columns(), *drift_columns(spark, ref))  # noqa: E731
+    build_output(raw, model, settings, tap=tap).write.format("noop").mode("overwrite").save()
     counts = batch_counts(obs.get, ref)
     spark.stop()
     kafka = end_to_end(settings, kafka_events, kafka_reps) if kafka_events and kafka_reps else None

@@ -3,8 +3,8 @@
 The reference is the model's ``training_distribution`` (``model.json``): decile
 bins for numbers, frequencies for categories, and the out-of-fold share of each
 risk level. Each micro-batch counts its valid events per bin inside the query
-(``stream.monitor.observe``, one pass, no Python per row). The listener turns the
-batch's aggregates into bin counts (``batch_counts``) and adds them to a window
+(``stream.monitor.observe``: one JVM aggregate in the same pass, no Python per
+row). The listener reads the batch's bin counts (``batch_counts``) and adds them to a window
 of time buckets kept in the progress file (``add_to_window``), so the window
 survives restarts of either process. The exporter sums the window and computes
 the population stability index per feature (``summarize``).
@@ -53,46 +53,50 @@ def reference(meta: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-def cut_name(field: str, k: int) -> str:
-    """The observation column counting values of ``field`` below edge k (or equal to category k)."""
-    return f"d_{field}_{k}"
-
-
-def present_name(field: str) -> str:
-    """The observation column counting valid events where ``field`` is not null."""
-    return f"d_{field}_n"
-
-
-def level_name(level: str) -> str:
-    """The observation column counting predictions of one risk level."""
-    return f"lvl_{level}"
-
-
 PROBABILITY_SUM = "probability_sum"
+# the observation's struct of counts (``DriftCounts`` in jvm/functions): n, <field>_<cell>, risk_level_<k>
+DRIFT = "drift"
+LEVEL_SLOT = "risk_level"
+
+
+def bins_of(spec: Mapping[str, Any]) -> int:
+    """How many bins a field has: below, between and above the edges for a number; one per category."""
+    return len(spec["edges"]) + 1 if spec["kind"] == "numeric" else len(spec["categories"])
+
+
+def layout(ref: Mapping[str, Any]) -> dict[str, Any]:
+    """What the query's drift aggregate counts (JSON-ready, for ``DriftCounts`` in jvm/functions).
+
+    One slot per field, of ``bins + 2`` cells: the bins (a number's by its edges,
+    a category's by its index), then a category training never had, then
+    missing. And the risk levels, each counted at its index.
+    """
+    slots: list[dict[str, Any]] = []
+    for name, spec in ref["features"].items():
+        slot: dict[str, Any] = {"name": name, "size": bins_of(spec) + 2}
+        if spec["kind"] == "numeric":
+            slot["edges"] = [float(e) for e in spec["edges"]]
+        else:
+            slot["categories"] = [str(c) for c in spec["categories"]]
+        slots.append(slot)
+    return {"levels": list(LEVELS), "slots": slots}
 
 
 def batch_counts(row: Mapping[str, Any], ref: Mapping[str, Any]) -> dict[str, Any]:
-    """One batch's bin counts from its observation row.
-
-    For a numeric field with edges e_0..e_m the row holds ``v < e_k`` for
-    k < m and ``v <= e_m`` (cut k = m), so each bin is a difference of two
-    cumulative counts: one comparison per edge in the query, not one per bin.
-    """
-    n = int(row["predictions"])
+    """One batch's counts from its observation row: ``row[DRIFT]`` holds them per cell (see ``layout``)."""
+    got: Any = row.get(DRIFT)
+    d: dict[str, Any] = got.asDict() if hasattr(got, "asDict") else dict(got or {})
+    n = int(d.get("n") or 0)
     features: dict[str, list[int]] = {}
     missing: dict[str, int] = {}
     for name, spec in ref["features"].items():
-        present = int(row[present_name(name)]) if name in ref["nullable"] else n
-        missing[name] = n - present
-        if spec["kind"] == "numeric":
-            cum = [int(row[cut_name(name, k)]) for k in range(len(spec["edges"]))]
-            features[name] = [cum[0], *(b - a for a, b in zip(cum, cum[1:], strict=False)), present - cum[-1]]
-        else:
-            features[name] = [int(row[cut_name(name, k)]) for k in range(len(spec["categories"]))]
+        bins = bins_of(spec)
+        features[name] = [int(d.get(f"{name}_{k}") or 0) for k in range(bins)]
+        missing[name] = int(d.get(f"{name}_{bins + 1}") or 0)
     return {
         "n": n,
         "probability_sum": float(row[PROBABILITY_SUM] or 0.0),
-        "levels": [int(row[level_name(lv)]) for lv in LEVELS],
+        "levels": [int(d.get(f"{LEVEL_SLOT}_{k}") or 0) for k in range(len(LEVELS))],
         "features": features,
         "missing": missing,
     }

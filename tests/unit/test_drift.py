@@ -32,6 +32,31 @@ REF = reference(META)
 FIELDS = {f.name: f for f in clinical_fields()}
 
 
+def test_the_layout_gives_each_field_its_bins_plus_unknown_and_missing():
+    from stream.monitor.drift import LEVEL_SLOT, layout
+
+    out = layout(REF)
+    assert out["levels"] == list(LEVELS) and LEVEL_SLOT == "risk_level"
+    slots = {s["name"]: s for s in out["slots"]}
+    assert list(slots) == list(REF["features"])
+    assert slots["Age"]["edges"] == REF["features"]["Age"]["edges"] and slots["Age"]["size"] == 11 + 1 + 2
+    assert slots["Sex"]["categories"] == ["Male", "Female"] and slots["Sex"]["size"] == 4
+
+
+def test_a_missing_drift_class_is_a_setup_error_that_says_what_to_do():
+    from types import SimpleNamespace
+
+    from stream.errors import SetupError
+    from stream.monitor.observe import register_drift_function
+
+    class NoClass:
+        def __getattr__(self, name):
+            raise TypeError("'JavaPackage' object is not callable")
+
+    with pytest.raises(SetupError, match=r"not callable\): run `make setup`, or score with --drift off"):
+        register_drift_function(SimpleNamespace(_jvm=NoClass(), _jsparkSession=None))
+
+
 def numpy_bins(values: list[float | None], spec: dict) -> list[int]:
     """Independent binning: numpy.histogram (as training made the reference), plus below and above."""
     if spec["kind"] == "categorical":
@@ -119,7 +144,7 @@ def test_in_query_counts_equal_numpy_on_real_and_hostile_events(spark, model):
     messages = [(f"p{i}".encode(), json.dumps(event_json(p, f"p{i}")).encode()) for i, p in enumerate(patients)]
     messages += [(b"bad", b"{not json"), (b"bad2", json.dumps({**event_json(patients[0], "x"), "Age": 500}).encode())]
     scored = build_scores(kafka_rows(spark, messages), model)
-    row = scored.agg(*observed_columns(), *drift_columns(REF)).first().asDict()
+    row = scored.agg(*observed_columns(), *drift_columns(spark, REF)).first().asDict()
     counts = batch_counts(row, REF)
 
     valid = scored.where(F.col("error_code").isNull()).select("event.*", "risk_level", "probability_disease").collect()
@@ -133,3 +158,13 @@ def test_in_query_counts_equal_numpy_on_real_and_hostile_events(spark, model):
     summary = summarize(counts, REF)
     assert summary["missing_ratio"]["fluoroscopy"] == pytest.approx(5 / len(patients))  # 4 in the data set + 1
     assert summary["psi"]["Cholesterol"] > 0.25 and summary["psi"]["Sex"] < 0.01
+
+    # as the stream counts: an observation over 3 partitions, whose partial counts are merged across tasks
+    from pyspark.sql import Observation
+
+    obs = Observation("drift-test")
+    scored.repartition(3).observe(obs, *observed_columns(), *drift_columns(spark, REF)).write.format("noop") \
+        .mode("overwrite").save()
+    merged = batch_counts(obs.get, REF)
+    assert merged["probability_sum"] == pytest.approx(counts["probability_sum"], rel=1e-12)  # summed in another order
+    assert {**merged, "probability_sum": 0} == {**counts, "probability_sum": 0}

@@ -18,9 +18,10 @@ from typing import Any, Literal, get_args
 
 from stream import spec as sp
 from stream.errors import ConfigError
+from stream.paths import PROJECT_ROOT, resolve
 from stream.spec import GROUPS, Spec, choice, parse_kv, port, positive_float, positive_int, setting
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
+__all__ = ["PROJECT_ROOT", "Settings"]
 
 InputFormat = Literal["json", "avro", "auto"]
 OutputFormat = Literal["json", "avro"]
@@ -190,9 +191,8 @@ class Settings:
 
     # ---- derived values -------------------------------------------------
     def path(self, value: str) -> Path:
-        """Resolve a relative path setting against the project root."""
-        p = Path(value)
-        return p if p.is_absolute() else PROJECT_ROOT / p
+        """Resolve a relative path setting (against the repository, or for a wheel: ``stream.paths``)."""
+        return resolve(value)
 
     @property
     def lag_group_id(self) -> str | None:

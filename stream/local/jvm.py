@@ -29,7 +29,7 @@ import tempfile
 import zipfile
 from pathlib import Path
 
-from stream.config import PROJECT_ROOT
+from stream.config import PROJECT_ROOT, Settings
 from stream.errors import SetupError
 
 logger = logging.getLogger(__name__)
@@ -222,7 +222,7 @@ def main(argv: list[str] | None = None) -> int:
         description="Resolve the Kafka broker, the Spark connectors and the schema registry from Maven Central, "
         "and build the project's Spark functions.",
     )
-    parser.add_argument("--jvm-dir", default=str(PROJECT_ROOT / ".jvm"), help="cache folder (default: .jvm)")
+    parser.add_argument("--jvm-dir", default=str(Settings().path(".jvm")), help="cache folder (default: .jvm)")
     args = parser.parse_args(argv)
     try:
         java_major_version()

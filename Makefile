@@ -51,9 +51,10 @@ test-integration: setup ## only the tests on real services
 run: setup ## the main job: local broker + scorer + data-set replay, live predictions until Ctrl-C
 	$(HR) run
 
-lint: setup ## ruff + mypy on stream/
+lint: setup ## ruff + mypy on stream/, hadolint on k8s/Dockerfile
 	$(VENV)/bin/ruff check stream tests
 	$(VENV)/bin/mypy stream
+	$(VENV)/bin/hadolint k8s/Dockerfile
 
 clean: ## stop the local broker, delete its data, checkpoints and caches (keeps .venv and .jvm)
 	-@test -x $(HR) && $(HR) kafka down

@@ -59,7 +59,8 @@ lint: setup ## ruff + mypy on stream/, hadolint on k8s/Dockerfile
 clean: ## stop the local broker, delete its data, checkpoints and caches (keeps .venv and .jvm)
 	-@test -x $(HR) && $(HR) kafka down
 	-@test -x $(HR) && $(HR) registry down
-	rm -rf .kafka-local .registry-local .services .pytest_cache .mypy_cache .ruff_cache spark-warehouse
+	-@test -x $(HR) && $(HR) cluster down
+	rm -rf .kafka-local .registry-local .spark-cluster .services .pytest_cache .mypy_cache .ruff_cache spark-warehouse
 	find checkpoints -mindepth 1 -maxdepth 1 ! -name README.md -exec rm -rf {} +
 
 distclean: clean ## clean, and remove .venv and .jvm too

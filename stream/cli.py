@@ -126,6 +126,20 @@ def build_parser() -> argparse.ArgumentParser:
          LOCAL_REGISTRY)
     _new(registry, "status", "whether the registry runs and answers", f"{svc}:registry_status", LOCAL_REGISTRY)
 
+    cluster = _group(sub, "cluster", "manage a local Spark standalone cluster (master + workers)",
+                     "Manage a local Spark standalone cluster from pyspark's own jars; then\n"
+                     "heartrisk score --spark-master spark://127.0.0.1:<port> runs the scorer on it.")
+    _new(cluster, "up", "start the master and workers 1..N (idempotent); wait until the master counts them",
+         "stream.app.clustercmd:cluster_up", ("local_cluster", "log_level"),
+         _opt("--workers", type=int, default=2, help="workers to run"),
+         _opt("--worker-cores", type=int, default=1, help="cores each worker offers"),
+         _opt("--worker-memory", default="1g", help="memory each worker offers (its executors' total)"))
+    ccmd = "stream.app.clustercmd"
+    _new(cluster, "down", "stop the workers (and their executors), then the master", f"{ccmd}:cluster_down",
+         ("local_cluster", "log_level"))
+    _new(cluster, "status", "the master's view: workers, cores, memory, applications", f"{ccmd}:cluster_status",
+         ("local_cluster", "log_level"))
+
     data = _group(sub, "data", "the Cleveland data set")
     _new(data, "convert", "convert Orange's raw heart_disease.tab into the event-field CSV",
          "stream.app.modelcmd:data_convert", ("data_file",),

@@ -78,14 +78,16 @@ class Settings:
     )
     # The local services (`heartrisk kafka ...`, `heartrisk registry ...`).
     registry_port: int = setting(8081, "port of the local schema registry", "local_registry", port)
-    registry_state_dir: str = setting(
-        ".registry-local", "directory for the local registry's pid file, log and schema storage (H2)",
-        "local_registry",
-    )
+    registry_state_dir: str = setting(".registry-local", "directory for the local registry's pid file, log and "
+                                      "schema storage (H2)", "local_registry")
     kafka_port: int = setting(9092, "port of the local broker's client listener", "local_broker", port)
     kafka_controller_port: int = setting(9093, "port of the local broker's KRaft controller", "local_broker", port)
     kafka_state_dir: str = setting(".kafka-local", "directory for the local broker's data and logs", "local_broker")
     kafka_heap: str = setting("1g", "Java heap of the local broker (-Xmx)", "local_broker")
+    cluster_port: int = setting(7077, "port of the local Spark cluster's master", "local_cluster", port)
+    cluster_webui_port: int = setting(8090, "port of the local Spark master's web UI (and JSON)", "local_cluster", port)
+    cluster_state_dir: str = setting(".spark-cluster", "directory for the local Spark cluster's pids, logs, work dirs",
+                                     "local_cluster")
     jvm_dir: str = setting(".jvm", "where `make setup` put the Maven-resolved jars", "general")
     # The model.
     model_dir: str = setting(

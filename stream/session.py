@@ -37,6 +37,9 @@ def spark_conf(settings: Settings, with_connectors: bool = True) -> dict[str, st
         "spark.sql.codegen.hugeMethodLimit": "8000",
         "spark.sql.warehouse.dir": str(settings.path(".spark-warehouse")),
     }
+    if settings.spark_master.startswith(("spark://127.0.0.1:", "spark://localhost:")):
+        # a local standalone cluster (heartrisk cluster up): its executors call the driver back on loopback
+        conf["spark.driver.host"] = conf["spark.driver.bindAddress"] = "127.0.0.1"
     if with_connectors:
         conf["spark.jars"] = spark_jars(settings.path(settings.jvm_dir))
     conf.update(settings.spark_conf)

@@ -89,6 +89,7 @@ GROUPS: dict[str, str] = {
     "formats": "formats and the schema registry",
     "local_registry": "the local schema registry",
     "local_broker": "the local KRaft broker",
+    "local_cluster": "the local Spark standalone cluster",
     "model": "the model and its data",
     "scorer": "the scorer",
     "spark": "Spark",

@@ -131,19 +131,14 @@ def test_the_listener_records_a_registry_pause_and_its_end_in_the_progress_file(
 def _drift_row(ref, patients, levels):
     """An observation row as the query computes it (the drift aggregate's struct of slot counts), from plain values."""
     from stream.monitor.drift import DRIFT, LEVEL_SLOT, LEVELS, PROBABILITY_SUM
+    from tests.unit.test_drift import numpy_bins
 
     d = {"n": len(patients), **{f"{LEVEL_SLOT}_{k}": levels.count(lv) for k, lv in enumerate(LEVELS)}}
     for name, spec in ref["features"].items():
-        values = [p[name] for p in patients if p[name] is not None]
-        if spec["kind"] == "numeric":
-            edges = spec["edges"]
-            bins = [sum(v < edges[0] for v in values)]
-            bins += [sum(a <= v < b for v in values) for a, b in zip(edges[:-2], edges[1:-1], strict=True)]
-            bins += [sum(edges[-2] <= v <= edges[-1] for v in values), sum(v > edges[-1] for v in values)]
-        else:
-            bins = [sum(v == c for v in values) for c in spec["categories"]]
+        values = [p[name] for p in patients]
+        bins = numpy_bins(values, spec)
         d.update({f"{name}_{k}": n for k, n in enumerate(bins)})
-        d[f"{name}_{len(bins) + 1}"] = len(patients) - len(values)
+        d[f"{name}_{len(bins) + 1}"] = sum(v is None for v in values)
     return {"rows": len(patients), "predictions": len(patients), PROBABILITY_SUM: 0.4 * len(patients),
             "latency_ms_sum": 0, "latency_ms_p50_p99": None, DRIFT: d}
 

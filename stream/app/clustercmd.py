@@ -38,7 +38,7 @@ def cluster_status(args: argparse.Namespace, s: Settings) -> int:
         return 1
     state = c.master_state() or {}
     print(f"master: pid {pid}, {c.url}, {state.get('status', 'NOT answering')}")
-    pids = {n: c.pid(n) for n in c.running_workers()}
+    pids = c.running_workers()
     for w in state.get("workers", []):
         print(f"  worker {w.get('host')}:{w.get('port')}  {w.get('state')}  cores {w.get('coresused')}/"
               f"{w.get('cores')}  memory {w.get('memoryused')}/{w.get('memory')} MiB")

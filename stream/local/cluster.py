@@ -14,10 +14,12 @@ from __future__ import annotations
 import json
 import logging
 import os
+import signal
 import subprocess
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -58,7 +60,7 @@ class LocalCluster:
         """Where a daemon's pid is kept: ``master``, ``worker-1``, ..."""
         return self.state_dir / f"{name}.pid"
 
-    def _is_ours(self, name: str) -> Any:
+    def _is_ours(self, name: str) -> Callable[[int], bool]:
         marker = [MASTER, "--port", str(self.port)] if name == "master" else [WORKER, str(self.state_dir / name)]
 
         def check(pid: int) -> bool:
@@ -74,10 +76,10 @@ class LocalCluster:
         """Pid of a daemon of ours if it is alive (a stale pid file is removed)."""
         return live_pid(self.pid_file(name), self._is_ours(name))
 
-    def running_workers(self) -> list[str]:
-        """Names of the workers whose processes are alive, in order."""
-        names = sorted((p.stem for p in self.state_dir.glob("worker-*.pid")), key=lambda n: int(n.split("-")[1]))
-        return [n for n in names if self.pid(n) is not None]
+    def running_workers(self) -> dict[str, int]:
+        """The workers whose processes are alive, name -> pid, in order."""
+        pids = {n: self.pid(n) for n in self._worker_names()}
+        return {n: p for n, p in pids.items() if p is not None}
 
     def master_state(self, timeout_s: float = 2.0) -> dict[str, Any] | None:
         """The master's own view (its web UI's JSON): workers, cores, applications; None when it does not answer."""
@@ -137,7 +139,7 @@ class LocalCluster:
         self._wait(lambda: self.alive_workers() >= workers, timeout_s, f"{workers} workers")
         return started
 
-    def _wait(self, ready: Any, timeout_s: float, what: str) -> None:
+    def _wait(self, ready: Callable[[], bool], timeout_s: float, what: str) -> None:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if ready():
@@ -152,7 +154,8 @@ class LocalCluster:
         raise SetupError(msg)
 
     def _worker_names(self) -> list[str]:
-        return [p.stem for p in self.state_dir.glob("worker-*.pid")]
+        """Workers with a pid file, in number order (worker-2 before worker-10)."""
+        return sorted((p.stem for p in self.state_dir.glob("worker-*.pid")), key=lambda n: int(n.split("-")[1]))
 
     def kill_worker(self, name: str) -> int:
         """Kill -9 one worker and its executors (its whole process group), as a machine that fails; returns its pid.
@@ -164,12 +167,12 @@ class LocalCluster:
         if pid is None:
             msg = f"{name} is not running"
             raise SetupError(msg)
-        os.killpg(pid, 9)
+        os.killpg(pid, signal.SIGKILL)
         return pid
 
     def down(self) -> list[str]:
         """Stop the workers, then the master; returns the names of the daemons stopped."""
-        stopped = [n for n in sorted(self._worker_names())
+        stopped = [n for n in self._worker_names()
                    if stop_recorded(self.pid_file(n), self._is_ours(n), STOP_TIMEOUT_S, n)]
         if stop_recorded(self.pid_file("master"), self._is_ours("master"), STOP_TIMEOUT_S, "master"):
             stopped.append("master")

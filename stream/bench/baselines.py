@@ -122,7 +122,9 @@ def plain_python(settings: Settings, model: LoadedModel, in_topic: str, out_topi
                "fetch.max.bytes": 52428800}
         )
     )
-    p = Producer(settings.kafka_client_config(**{"linger.ms": 10, "batch.size": 1_000_000, "compression.type": "lz4"}))
+    # acks=all and idempotent, as the Spark sink writes
+    p = Producer(settings.kafka_client_config(**{"linger.ms": 10, "batch.size": 1_000_000, "compression.type": "lz4",
+                                                 "enable.idempotence": True}))
     c.subscribe([in_topic])
     done = 0
     rejected = 0

@@ -49,6 +49,7 @@ def producer(settings: Settings) -> Producer:
                 "batch.size": 1_000_000,
                 "compression.type": "lz4",
                 "queue.buffering.max.messages": 2_000_000,
+                "enable.idempotence": True,
             }
         )
     )

@@ -42,7 +42,8 @@ def _prediction(i: int, now_ms: int) -> bytes:
 
 def _publish(settings: Settings, topic: str, n: int) -> None:
     producer = Producer(settings.kafka_client_config(**{"linger.ms": 50, "batch.size": 1_000_000,
-                                                         "compression.type": "lz4"}))
+                                                         "compression.type": "lz4",
+                                                         "enable.idempotence": True}))
     now_ms = int(time.time() * 1000)
     for i in range(n):
         while True:

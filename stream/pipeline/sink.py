@@ -14,7 +14,11 @@ from stream.pipeline.trigger import parse_trigger
 def kafka_sink_options(settings: Settings) -> dict[str, str]:
     """Options of the Kafka sink (the streaming query's, or a batch write's)."""
     return {
-        # defaults a user's kafka.* options may override
+        # defaults a user's kafka.* options may override. A write counts once every in-sync
+        # replica has it (min.insync.replicas of the topic), and a retried send is not
+        # written twice: what a replicated cluster needs to lose nothing when a broker dies.
+        "kafka.acks": "all",
+        "kafka.enable.idempotence": "true",
         "kafka.max.request.size": str(2 * 1024 * 1024),
         "kafka.linger.ms": "5",
         "kafka.compression.type": "lz4",

@@ -103,11 +103,17 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     svc = "stream.app.services"
-    kafka = _group(sub, "kafka", "manage the local single-node KRaft broker",
-                   "Manage the local single-node Apache Kafka broker (KRaft, no ZooKeeper).")
-    _new(kafka, "up", "start the broker (idempotent) and create the default topics", f"{svc}:kafka_up", LOCAL_BROKER)
-    _new(kafka, "down", "stop the broker cleanly; no process is left behind", f"{svc}:kafka_down", LOCAL_BROKER)
-    _new(kafka, "status", "print broker, topics, partitions and end offsets", f"{svc}:kafka_status", LOCAL_BROKER)
+    kafka = _group(sub, "kafka", "manage the local KRaft Kafka: one broker, or a replicated cluster",
+                   "Manage the local Apache Kafka (KRaft, no ZooKeeper): one broker by default, or\n"
+                   "`up --brokers 3` for three replicated ones (topics with 3 replicas, min.insync.replicas=2).")
+    _new(kafka, "up", "start the brokers (idempotent) and create the default topics", f"{svc}:kafka_up", LOCAL_BROKER,
+         _opt("--brokers", type=int, default=None,
+              help="how many brokers (each also a KRaft controller); broker i listens on the ports + 2*(i-1) "
+                   "(default: as many as last started here, else 1)"))
+    _new(kafka, "down", "stop every local broker cleanly; no process is left behind", f"{svc}:kafka_down",
+         LOCAL_BROKER)
+    _new(kafka, "status", "print each broker and its pid, then topics: end offsets, leaders, in-sync replicas",
+         f"{svc}:kafka_status", LOCAL_BROKER)
     _new(kafka, "topics", "create the default topics on any broker if missing, then list all topics",
          f"{svc}:kafka_topics", ("kafka", "topics"))
     _new(kafka, "groups", "the broker's own kafka-consumer-groups tool: list groups, or --group G for offsets and lag",

@@ -49,6 +49,25 @@ def free_port() -> int:
             return port
 
 
+def free_port_run(count: int, step: int = 1) -> int:
+    """A base port such that base, base+step, ..., base+(count-1)*step are all free and never handed out."""
+    while True:
+        base = free_port()
+        ports = [base + i * step for i in range(1, count)]
+        if all(p < 65536 and p not in _handed_out and _bindable(p) for p in ports):
+            _handed_out.update(ports)
+            return base
+
+
+def _bindable(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
 def topic_name(prefix: str) -> str:
     """A unique topic name for one test."""
     return f"{prefix}-{uuid.uuid4().hex[:12]}"

@@ -20,8 +20,8 @@ from stream.app.produce import generate, publish
 from stream.app.tail import tail
 from stream.config import Settings
 from stream.errors import HeartriskError
-from stream.local.broker import LocalBroker
 from stream.local.broker import tail as tail_file
+from stream.local.kafka_cluster import LocalKafka
 from stream.local.topics import end_offsets
 
 logger = logging.getLogger(__name__)
@@ -82,8 +82,8 @@ def last_error(log: Path, code: int | None) -> str:
 
 def run(settings: Settings, replay: bool = True, log_dir: Path | None = None) -> int:
     """Broker up, scorer up, replay, tail until Ctrl-C, then stop everything we started."""
-    broker = LocalBroker.from_settings(settings)
-    started_broker = broker.up(topics=[settings.input_topic, settings.output_topic, settings.dlq_topic])
+    broker = LocalKafka.from_settings(settings)
+    started_broker = bool(broker.up(topics=[settings.input_topic, settings.output_topic, settings.dlq_topic]))
     say(f"broker {'started' if started_broker else 'already running'} at {broker.bootstrap}")
     log_dir = log_dir or settings.path(".run")
     log_dir.mkdir(parents=True, exist_ok=True)

@@ -8,42 +8,61 @@ from stream.config import Settings
 
 
 def kafka_up(args: argparse.Namespace, s: Settings) -> int:
-    """Start the local broker (idempotent) and show its topics."""
-    from stream.local.broker import LocalBroker
+    """Start the local Kafka (idempotent): one broker, or ``--brokers N`` replicated ones; show its topics."""
+    from stream.local.kafka_cluster import LocalKafka
     from stream.local.topics import describe_topics
 
-    broker = LocalBroker.from_settings(s)
-    started = broker.up(topics=[s.input_topic, s.output_topic, s.dlq_topic])
-    print(f"broker {'started' if started else 'already running'} at {broker.bootstrap} (pid {broker.pid()})")
-    for t in describe_topics(broker.bootstrap):
+    kafka = LocalKafka.from_settings(s, args.brokers)
+    started = kafka.up(topics=[s.input_topic, s.output_topic, s.dlq_topic])
+    pids = kafka.pids()
+    what = "broker" if kafka.size == 1 else f"{kafka.size}-broker cluster"
+    state = "started" if len(started) == kafka.size else "already running" if not started else (
+        f"running (started broker {', '.join(map(str, started))})")
+    print(f"{what} {state} at {kafka.bootstrap} (pid {', '.join(str(p) for p in pids.values())})")
+    for t in describe_topics(kafka.bootstrap):
         print(f"  topic {t.name}: {t.partitions} partitions, {t.messages} messages")
     return 0
 
 
 def kafka_down(args: argparse.Namespace, s: Settings) -> int:
-    """Stop the local broker."""
-    from stream.local.broker import LocalBroker
+    """Stop the local Kafka: every broker it runs."""
+    from stream.local.kafka_cluster import LocalKafka
 
-    stopped = LocalBroker.from_settings(s).down()
-    print("broker stopped" if stopped else "no local broker was running")
+    kafka = LocalKafka.from_settings(s)
+    stopped = kafka.down()
+    if not stopped:
+        print("no local broker was running")
+    elif kafka.size == 1:
+        print("broker stopped")
+    else:
+        print(f"brokers stopped: {', '.join(map(str, stopped))}")
     return 0
 
 
 def kafka_status(args: argparse.Namespace, s: Settings) -> int:
-    """Show the local broker, its topics and end offsets; exit 1 when it is not running."""
-    from stream.local.broker import LocalBroker
+    """Each local broker and its pid, then topics with end offsets, leaders and in-sync replicas.
+
+    Exits 1 unless every broker runs (the lines say which are down).
+    """
+    from stream.local.kafka_cluster import LocalKafka
     from stream.local.topics import describe_topics
 
-    broker = LocalBroker.from_settings(s)
-    pid = broker.pid()
-    if pid is None:
-        print(f"broker: not running (state dir {broker.state_dir})")
+    kafka = LocalKafka.from_settings(s)
+    pids = kafka.pids()
+    if not any(pids.values()):
+        print(f"broker: not running (state dir {kafka.state_dir})")
         return 1
-    print(f"broker: running, pid {pid}, bootstrap {broker.bootstrap}, state {broker.state_dir}")
-    for t in describe_topics(broker.bootstrap):
+    for node in kafka.nodes:
+        pid = pids[node.node_id]
+        state = f"running, pid {pid}" if pid else "DOWN"
+        print(f"broker {node.node_id}: {state}, {node.bootstrap}, state {node.state_dir}")
+    for t in describe_topics(kafka.bootstrap):
         ends = " ".join(f"p{i}={o}" for i, o in enumerate(t.end_offsets))
         print(f"  {t.name}: {t.partitions} partitions, end offsets {ends} (total {t.messages})")
-    return 0
+        leaders = " ".join(f"p{i}={'none' if b < 0 else b}" for i, b in enumerate(t.leaders))
+        isr = " ".join(f"p{i}={','.join(map(str, r))}" for i, r in enumerate(t.in_sync))
+        print(f"    leaders {leaders}; in sync {isr}")
+    return 0 if all(pids.values()) else 1
 
 
 def kafka_groups(args: argparse.Namespace, s: Settings) -> int:

@@ -1,8 +1,10 @@
-"""The local single-node Apache Kafka broker (KRaft: broker and controller in one JVM).
+"""One local Apache Kafka node (KRaft: broker and controller in one JVM).
 
-``heartrisk kafka up | down | status | topics`` drive it. It runs from the jars
-that ``make setup`` resolved into ``.jvm/kafka/`` and keeps its data, logs and
-pid file in the state directory (``.kafka-local/`` by default, git-ignored).
+Alone it is the default local broker; ``stream.local.kafka_cluster`` runs N of
+them as one replicated cluster. ``heartrisk kafka up | down | status | topics``
+drive it. It runs from the jars that ``make setup`` resolved into ``.jvm/kafka/``
+and keeps its data, logs and pid file in its state directory (``.kafka-local/``
+by default, git-ignored).
 """
 
 from __future__ import annotations
@@ -50,7 +52,7 @@ logger.ctrl.level = info
 
 @dataclass(frozen=True)
 class LocalBroker:
-    """Paths and ports of one local broker."""
+    """Paths and ports of one local broker (a node of a cluster when ``voters`` names others)."""
 
     state_dir: Path
     port: int
@@ -58,6 +60,9 @@ class LocalBroker:
     jvm_dir: Path
     heap: str = "1g"
     default_partitions: int = 3
+    node_id: int = 1
+    # every controller of the quorum as (node id, controller port); () = this node alone
+    voters: tuple[tuple[int, int], ...] = ()
 
     @classmethod
     def from_settings(cls, s: Settings) -> LocalBroker:
@@ -102,15 +107,23 @@ class LocalBroker:
         return live_pid(self.pid_file, self._is_ours)
 
     def _is_ours(self, pid: int) -> bool:
-        return _is_our_broker(pid, self.config_file)
+        return is_our_broker(pid, self.config_file)
+
+    @property
+    def replication(self) -> int:
+        """Replicas of the internal and default topics: 3 on a cluster of 3 or more, else one per node."""
+        return min(3, len(self.voters) or 1)
 
     def server_properties(self) -> str:
-        """The broker's configuration: one node, KRaft combined mode, loopback only."""
+        """The node's configuration: KRaft combined mode, loopback only, replicated as the quorum allows."""
+        rf = self.replication
+        min_isr = 2 if rf >= 3 else 1
+        voters = ",".join(f"{n}@localhost:{p}" for n, p in self.voters or ((self.node_id, self.controller_port),))
         return "\n".join(
             [
                 "process.roles=broker,controller",
-                "node.id=1",
-                f"controller.quorum.voters=1@localhost:{self.controller_port}",
+                f"node.id={self.node_id}",
+                f"controller.quorum.voters={voters}",
                 f"listeners=PLAINTEXT://localhost:{self.port},CONTROLLER://localhost:{self.controller_port}",
                 f"advertised.listeners=PLAINTEXT://localhost:{self.port}",
                 "controller.listener.names=CONTROLLER",
@@ -118,12 +131,14 @@ class LocalBroker:
                 "listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
                 f"log.dirs={self.data_dir}",
                 f"num.partitions={self.default_partitions}",
-                "offsets.topic.replication.factor=1",
+                f"default.replication.factor={rf}",
+                f"min.insync.replicas={min_isr}",
+                f"offsets.topic.replication.factor={rf}",
                 "offsets.topic.num.partitions=3",
-                "transaction.state.log.replication.factor=1",
-                "transaction.state.log.min.isr=1",
-                "share.coordinator.state.topic.replication.factor=1",
-                "share.coordinator.state.topic.min.isr=1",
+                f"transaction.state.log.replication.factor={rf}",
+                f"transaction.state.log.min.isr={min_isr}",
+                f"share.coordinator.state.topic.replication.factor={rf}",
+                f"share.coordinator.state.topic.min.isr={min_isr}",
                 "group.initial.rebalance.delay.ms=0",
                 "auto.create.topics.enable=false",
                 "message.max.bytes=4194304",
@@ -147,11 +162,11 @@ class LocalBroker:
             *args,
         ]
 
-    def _format_storage(self) -> None:
-        """Format the KRaft storage once, on first use."""
+    def _format_storage(self, cluster_id: str | None = None) -> None:
+        """Format the KRaft storage once, on first use (every node of a cluster with the same id)."""
         if (self.data_dir / "meta.properties").exists():
             return
-        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        cluster_id = cluster_id or new_cluster_id()
         # "--cluster-id=<id>": a base64 id may start with "-", which argparse would read as a flag
         cmd = self._java_cmd(
             "kafka.tools.StorageTool", "format", f"--cluster-id={cluster_id}", "-c", str(self.config_file)
@@ -175,36 +190,50 @@ class LocalBroker:
         Raises:
             BrokerError: a port is taken by another process, or the broker did not come up.
         """
-        started = False
-        if self.pid() is None:
-            java_major_version()
-            for port in (self.port, self.controller_port):
-                if port_in_use(port):
-                    msg = (
-                        f"port {port} is already in use by another process: stop it, or choose "
-                        "other ports with HEARTRISK_KAFKA_PORT / HEARTRISK_KAFKA_CONTROLLER_PORT"
-                    )
-                    raise BrokerError(msg)
-            self.state_dir.mkdir(parents=True, exist_ok=True)
-            self.config_file.write_text(self.server_properties())
-            (self.state_dir / "log4j2.properties").write_text(LOG4J2)
-            self._format_storage()
-            with open(self.log_file, "ab") as log:
-                proc = subprocess.Popen(
-                    self._java_cmd("kafka.Kafka", str(self.config_file)),
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                    stdin=subprocess.DEVNULL,
-                    start_new_session=True,
-                )
-            self.pid_file.write_text(f"{proc.pid}\n")
-            started = True
-            logger.info('event="broker starting" pid=%d bootstrap="%s"', proc.pid, self.bootstrap)
-            self._wait_ready(proc, timeout_s)
+        proc = self.spawn()
+        if proc is not None:
+            self.wait_ready(proc, timeout_s)
         ensure_topics(self.bootstrap, topics, self.default_partitions)
-        return started
+        return proc is not None
 
-    def _wait_ready(self, proc: subprocess.Popen[bytes], timeout_s: float) -> None:
+    def spawn(self, cluster_id: str | None = None) -> subprocess.Popen[bytes] | None:
+        """Start the node's JVM unless it runs (no wait); None when it was already running.
+
+        Raises:
+            BrokerError: a port is taken by another process, or formatting the storage failed.
+        """
+        if self.pid() is not None:
+            return None
+        java_major_version()
+        for port in (self.port, self.controller_port):
+            if port_in_use(port):
+                msg = (
+                    f"port {port} is already in use by another process: stop it, or choose "
+                    "other ports with HEARTRISK_KAFKA_PORT / HEARTRISK_KAFKA_CONTROLLER_PORT"
+                )
+                raise BrokerError(msg)
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        self.config_file.write_text(self.server_properties())
+        (self.state_dir / "log4j2.properties").write_text(LOG4J2)
+        self._format_storage(cluster_id)
+        with open(self.log_file, "ab") as log:
+            proc = subprocess.Popen(
+                self._java_cmd("kafka.Kafka", str(self.config_file)),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+        self.pid_file.write_text(f"{proc.pid}\n")
+        logger.info('event="broker starting" node=%d pid=%d bootstrap="%s"', self.node_id, proc.pid, self.bootstrap)
+        return proc
+
+    def wait_ready(self, proc: subprocess.Popen[bytes], timeout_s: float = START_TIMEOUT_S) -> None:
+        """Wait until the started node answers and its cluster's metadata lists it.
+
+        Raises:
+            BrokerError: the process exited, or it did not answer in time (it is then stopped).
+        """
         deadline = time.monotonic() + timeout_s
         admin: AdminClient | None = None
         while time.monotonic() < deadline:
@@ -219,7 +248,7 @@ class LocalBroker:
                 # Only talk Kafka once the port listens, so librdkafka does not log refusals.
                 admin = AdminClient({"bootstrap.servers": self.bootstrap})
             try:
-                if admin is not None and admin.list_topics(timeout=2).brokers:
+                if admin is not None and self.node_id in admin.list_topics(timeout=2).brokers:
                     return
             except KafkaException:
                 pass
@@ -237,7 +266,12 @@ class LocalBroker:
         return stop_recorded(self.pid_file, self._is_ours, timeout_s, "broker")
 
 
-def _is_our_broker(pid: int, config_file: Path) -> bool:
+def new_cluster_id() -> str:
+    """A fresh KRaft cluster id (base64 of a uuid, as Kafka's own tool makes them)."""
+    return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+
+
+def is_our_broker(pid: int, config_file: Path) -> bool:
     try:
         cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
     except OSError:

@@ -6,6 +6,7 @@ against any broker, the tests and the bench.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from collections.abc import Iterable
@@ -31,18 +32,24 @@ def ensure_topics(
     timeout_s: float = 30.0,
     topic_config: dict[str, str] | None = None,
 ) -> list[str]:
-    """Create the topics that do not exist yet (with ``topic_config``, e.g. compaction); return the names created."""
+    """Create the topics that do not exist yet (with ``topic_config``, e.g. compaction); return the names created.
+
+    They are replicated as the cluster allows: 3 replicas with ``min.insync.replicas=2``
+    on 3 or more brokers (a write then survives the loss of any one), else one per broker.
+    """
     conf: dict[str, Any] = {"bootstrap.servers": bootstrap, **(extra_config or {})}
     admin = AdminClient(conf)
     wanted = list(dict.fromkeys(topics))
     if not wanted:
         return []
-    existing = set(admin.list_topics(timeout=timeout_s).topics)
-    missing = [t for t in wanted if t not in existing]
+    md = admin.list_topics(timeout=timeout_s)
+    missing = [t for t in wanted if t not in md.topics]
     created: list[str] = []
     if missing:
+        rf, durability = replication_for(len(md.brokers))
+        config = {**durability, **(topic_config or {})}
         futures = admin.create_topics(
-            [NewTopic(t, num_partitions=partitions, replication_factor=1, config=topic_config or {}) for t in missing],
+            [NewTopic(t, num_partitions=partitions, replication_factor=rf, config=config) for t in missing],
             operation_timeout=timeout_s,
         )
         for name, fut in futures.items():
@@ -56,15 +63,21 @@ def ensure_topics(
     # Wait until the metadata shows every topic with its leaders.
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        md = admin.list_topics(timeout=timeout_s).topics
+        now = admin.list_topics(timeout=timeout_s).topics
         if all(
-            t in md and md[t].partitions and not md[t].error
-            and all(p.leader >= 0 and not p.error for p in md[t].partitions.values())
+            t in now and now[t].partitions and not now[t].error
+            and all(p.leader >= 0 and not p.error for p in now[t].partitions.values())
             for t in wanted
         ):
             break
         time.sleep(0.2)
     return created
+
+
+def replication_for(brokers: int) -> tuple[int, dict[str, str]]:
+    """(replication factor, topic config) for a new topic on a cluster of ``brokers``."""
+    rf = max(1, min(3, brokers))
+    return rf, {"min.insync.replicas": "2" if rf >= 3 else "1"}
 
 
 def end_offsets(client_config: dict[str, Any], topic: str, timeout_s: float = 10.0) -> dict[int, int]:
@@ -121,6 +134,8 @@ class TopicStatus:
     name: str
     partitions: int
     end_offsets: list[int]
+    leaders: list[int] = dataclasses.field(default_factory=list)  # per partition; -1 = none
+    in_sync: list[tuple[int, ...]] = dataclasses.field(default_factory=list)  # replicas in sync, per partition
 
     @property
     def messages(self) -> int:
@@ -139,8 +154,8 @@ def describe_topics(
     from confluent_kafka import Consumer
 
     conf: dict[str, Any] = {"bootstrap.servers": bootstrap, **(extra_config or {})}
-    host, _, port = bootstrap.split(",")[0].rpartition(":")
-    if host in ("localhost", "127.0.0.1") and port.isdigit() and not port_in_use(int(port)):
+    addresses = [a.strip().rpartition(":") for a in bootstrap.split(",")]
+    if all(h in ("localhost", "127.0.0.1") and p.isdigit() and not port_in_use(int(p)) for h, _, p in addresses):
         msg = f"no Kafka broker answers at {bootstrap}: start one with `heartrisk kafka up`"
         raise BrokerError(msg)
     try:
@@ -154,9 +169,11 @@ def describe_topics(
         for name in sorted(md.topics):
             if name.startswith("__"):
                 continue
-            parts = sorted(md.topics[name].partitions)
+            meta = md.topics[name].partitions
+            parts = sorted(meta)
             ends = [_watermarks(consumer, name, p, timeout_s)[1] for p in parts]
-            out.append(TopicStatus(name, len(parts), ends))
+            out.append(TopicStatus(name, len(parts), ends, [meta[p].leader for p in parts],
+                                   [tuple(sorted(meta[p].isrs)) for p in parts]))
         return out
     finally:
         consumer.close()

@@ -1,49 +1,246 @@
-"""k8s/ manifests parse, reference each other consistently, and set only real settings."""
+"""k8s/: every overlay renders with kustomize, and what it renders would be accepted.
+
+- Kubernetes' own kinds: validated strictly by ``kubernetes-validate`` (the API's schemas).
+- ``SparkApplication``: against the CRD of the Spark operator (v2.3.0, from its Go module),
+  unknown fields refused as ``kubectl apply --validate=strict`` would.
+- Strimzi's ``Kafka``, ``KafkaNodePool``, ``KafkaTopic``, ``KafkaUser``: against Strimzi's CRD
+  schemas, as compiled by kubernetes-models (npm), run with node.
+- Then the fields the product relies on, one by one, and the references between objects.
+
+``make setup`` puts the schemas in ``.k8s-schemas/``.
+"""
 
 from __future__ import annotations
 
+import json
+import shutil
+import subprocess
+from functools import cache
+from typing import Any
+
+import jsonschema
+import kubernetes_validate
+import pytest
 import yaml
 
+from stream.cli import build_parser
 from stream.config import PROJECT_ROOT, SPECS, load_settings
 
 K8S = PROJECT_ROOT / "k8s"
+SCHEMAS = PROJECT_ROOT / ".k8s-schemas"
+OVERLAYS = ("local", "production")
+KUBERNETES_VERSIONS = ("1.30.0", kubernetes_validate.utils.latest_version())
+KINDS = {"Namespace", "ServiceAccount", "Role", "RoleBinding", "ConfigMap", "PersistentVolumeClaim",
+         "PodDisruptionBudget", "Kafka", "KafkaNodePool", "KafkaTopic", "KafkaUser", "SparkApplication"}
+OPERATOR_KINDS = {"Kafka", "KafkaNodePool", "KafkaTopic", "KafkaUser", "SparkApplication"}
+BUILTIN_GROUPS = {"v1", "rbac.authorization.k8s.io", "policy"}
+KNOWN_ENV = {s.env for s in SPECS.values()}
 
 
-def _docs():
-    out = []
-    for path in sorted(K8S.glob("*.yaml")):
-        out.extend((path.name, d) for d in yaml.safe_load_all(path.read_text()) if d)
-    return out
+@cache
+def rendered(overlay: str) -> tuple[dict[str, Any], ...]:
+    kubectl = shutil.which("kubectl")
+    assert kubectl, "kubectl renders k8s/ with its built-in kustomize (make setup checks for it)"
+    out = subprocess.run([kubectl, "kustomize", str(K8S / "overlays" / overlay)], capture_output=True, text=True,
+                         check=False)
+    assert out.returncode == 0, out.stderr
+    return tuple(d for d in yaml.safe_load_all(out.stdout) if d)
 
 
-def test_every_manifest_parses_and_kustomization_lists_existing_files():
-    docs = _docs()
-    assert len(docs) >= 8
-    kust = yaml.safe_load((K8S / "kustomization.yaml").read_text())
-    for res in kust["resources"]:
-        assert (K8S / res).is_file(), res
+def one(overlay: str, kind: str, name: str | None = None) -> dict[str, Any]:
+    (obj,) = [d for d in rendered(overlay) if d["kind"] == kind and name in (None, d["metadata"]["name"])]
+    return obj
 
 
-def test_configmap_sets_only_known_settings_and_they_parse():
-    (cm,) = [d for _, d in _docs() if d["kind"] == "ConfigMap"]
-    known = {s.env for s in SPECS.values()}
-    assert set(cm["data"]) <= known, set(cm["data"]) - known
-    settings = load_settings(environ=cm["data"])
-    assert settings.spark_conf["spark.kubernetes.authenticate.driver.serviceAccountName"] == "heartrisk-spark"
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_the_overlay_renders_every_kind_in_one_namespace(overlay):
+    docs = rendered(overlay)
+    assert {d["kind"] for d in docs} == KINDS
+    assert {d["metadata"].get("namespace") for d in docs if d["kind"] != "Namespace"} == {"heartrisk"}
+    assert all(d["metadata"]["labels"]["app.kubernetes.io/instance"] == overlay for d in docs)
 
 
-def test_references_resolve():
-    docs = _docs()
-    names = {(d["kind"], d["metadata"]["name"]) for _, d in docs if "metadata" in d}
-    (dep,) = [d for _, d in docs if d["kind"] == "Deployment"]
-    spec = dep["spec"]["template"]["spec"]
-    assert ("ServiceAccount", spec["serviceAccountName"]) in names
-    assert dep["spec"]["replicas"] == 1, "one driver per checkpoint"
-    for c in spec["containers"]:
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_kubernetes_kinds_are_valid_against_the_api_schemas(overlay):
+    builtin = [d for d in rendered(overlay) if d["apiVersion"].split("/")[0] in BUILTIN_GROUPS]
+    assert {d["kind"] for d in builtin} == KINDS - OPERATOR_KINDS
+    for version in KUBERNETES_VERSIONS:
+        for d in builtin:
+            kubernetes_validate.validate(d, version, strict=True)  # raises on an invalid object
+    pvc = json.loads(json.dumps(one(overlay, "PersistentVolumeClaim")))
+    pvc["spec"]["accessMode"] = pvc["spec"].pop("accessModes")
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(pvc, KUBERNETES_VERSIONS[-1], strict=True)
+
+
+def _unknown_fields(obj: Any, schema: dict[str, Any], path: str = "") -> list[str]:
+    """Fields the CRD's structural schema does not declare (the API server would prune them)."""
+    if schema.get("x-kubernetes-preserve-unknown-fields"):
+        return []
+    if isinstance(obj, dict) and "properties" in schema:
+        out = [f"{path}.{k}" for k in obj if k not in schema["properties"]]
+        for k, v in obj.items():
+            if k in schema["properties"]:
+                out += _unknown_fields(v, schema["properties"][k], f"{path}.{k}")
+        return out
+    if isinstance(obj, dict) and isinstance(schema.get("additionalProperties"), dict):
+        return [f for k, v in obj.items() for f in _unknown_fields(v, schema["additionalProperties"], f"{path}.{k}")]
+    if isinstance(obj, list) and "items" in schema:
+        return [f for i, v in enumerate(obj) for f in _unknown_fields(v, schema["items"], f"{path}[{i}]")]
+    return []
+
+
+@cache
+def spark_application_schema() -> dict[str, Any]:
+    crd_file = SCHEMAS / "sparkapplications.crd.yaml"
+    assert crd_file.exists(), "the Spark operator's CRD comes with `make setup`"
+    crd = yaml.safe_load(crd_file.read_text())
+    (version,) = [v for v in crd["spec"]["versions"] if v["name"] == "v1beta2"]
+    return dict(version["schema"]["openAPIV3Schema"])
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_the_spark_application_is_valid_against_the_operators_crd(overlay):
+    app = one(overlay, "SparkApplication")
+    schema = spark_application_schema()
+    jsonschema.Draft7Validator(schema).validate(app)
+    assert _unknown_fields(app, schema) == []
+
+
+def test_the_crd_check_would_catch_a_mistake():
+    app = json.loads(json.dumps(one("local", "SparkApplication")))
+    app["spec"]["driver"]["cores"] = "one"
+    app["spec"]["executor"]["instance"] = 2
+    with pytest.raises(jsonschema.ValidationError, match="'one' is not of type 'integer'"):
+        jsonschema.Draft7Validator(spark_application_schema()).validate(app)
+    assert _unknown_fields(app, spark_application_schema()) == [".spec.executor.instance"]
+
+
+def _strimzi_errors(objects: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    node = shutil.which("node")
+    assert node and (SCHEMAS / "node_modules").is_dir(), "node and Strimzi's schemas come with `make setup`"
+    out = subprocess.run([node, str(SCHEMAS / "strimzi.mjs")], input=json.dumps(objects), capture_output=True,
+                         text=True, check=False)
+    assert out.returncode == 0, out.stderr
+    return list(json.loads(out.stdout))
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_strimzi_resources_are_valid_against_strimzis_crds(overlay):
+    objects = [d for d in rendered(overlay) if d["apiVersion"].startswith("kafka.strimzi.io/")]
+    results = _strimzi_errors(objects)
+    assert sorted(r["kind"] for r in results) == ["Kafka", "KafkaNodePool", "KafkaTopic", "KafkaTopic", "KafkaTopic",
+                                                  "KafkaUser"]
+    assert [r for r in results if r["errors"]] == []
+    broken = json.loads(json.dumps(one(overlay, "KafkaTopic", "patient-events")))
+    broken["spec"]["replicas"] = "3"
+    (result,) = _strimzi_errors([broken])
+    assert result["errors"] and "replicas must be integer" in result["errors"][0], "the check catches a mistake"
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_kafka_replicates_every_write_to_three_brokers(overlay):
+    pool = one(overlay, "KafkaNodePool")
+    kafka = one(overlay, "Kafka")
+    assert pool["spec"]["replicas"] == 3 and set(pool["spec"]["roles"]) == {"broker", "controller"}
+    assert pool["metadata"]["labels"]["strimzi.io/cluster"] == kafka["metadata"]["name"]
+    conf = kafka["spec"]["kafka"]["config"]
+    assert (conf["default.replication.factor"], conf["min.insync.replicas"]) == (3, 2)
+    assert (conf["transaction.state.log.replication.factor"], conf["transaction.state.log.min.isr"]) == (3, 2)
+    cm = one(overlay, "ConfigMap")["data"]
+    topics = [d for d in rendered(overlay) if d["kind"] == "KafkaTopic"]
+    assert {t["metadata"]["name"] for t in topics} == {cm[k] for k in ("HEARTRISK_INPUT_TOPIC",
+                                                                       "HEARTRISK_OUTPUT_TOPIC", "HEARTRISK_DLQ_TOPIC")}
+    for t in topics:
+        assert t["metadata"]["labels"]["strimzi.io/cluster"] == kafka["metadata"]["name"]
+        assert t["spec"]["replicas"] == 3 and t["spec"]["config"]["min.insync.replicas"] == 2
+        assert t["spec"]["partitions"] == int(cm["HEARTRISK_PARTITIONS"])
+    host, _, port = cm["HEARTRISK_BOOTSTRAP_SERVERS"].rpartition(":")
+    assert host == f"{kafka['metadata']['name']}-kafka-bootstrap"
+    assert int(port) in {listener["port"] for listener in kafka["spec"]["kafka"]["listeners"]}
+
+
+def test_production_kafka_enforces_the_scorers_acls_on_its_only_listener():
+    kafka = one("production", "Kafka")["spec"]["kafka"]
+    assert kafka["authorization"] == {"type": "simple"}
+    (listener,) = kafka["listeners"]
+    assert listener["tls"] is True and listener["authentication"] == {"type": "scram-sha-512"}
+    cm = one("production", "ConfigMap")["data"]
+    assert cm["HEARTRISK_BOOTSTRAP_SERVERS"].endswith(f":{listener['port']}")
+    user = one("production", "KafkaUser")
+    acls = {(a["resource"].get("name"), tuple(a["operations"])) for a in user["spec"]["authorization"]["acls"]}
+    assert acls == {(cm["HEARTRISK_INPUT_TOPIC"], ("Read", "Describe")),
+                    (cm["HEARTRISK_OUTPUT_TOPIC"], ("Write", "Describe")),
+                    (cm["HEARTRISK_DLQ_TOPIC"], ("Write", "Describe")),
+                    (cm["HEARTRISK_QUERY_NAME"], ("Read", "Describe")),  # the lag group, named after the query
+                    (None, ("IdempotentWrite",))}
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_the_scorer_runs_heartrisk_with_the_exporter_as_a_driver_sidecar(overlay):
+    app = one(overlay, "SparkApplication")["spec"]
+    parser = build_parser()
+    assert app["mainApplicationFile"] == "local:///opt/heartrisk/driver.py"
+    assert "COPY k8s/driver.py /opt/heartrisk/driver.py" in (K8S / "Dockerfile").read_text()
+    parser.parse_args(app["arguments"])  # a real command: exits on an unknown one
+    (sidecar,) = app["driver"]["sidecars"]
+    parser.parse_args(sidecar["args"])
+    assert sidecar["args"] == ["exporter"]
+    images = {app["image"], sidecar["image"]}
+    assert len(images) == 1, "driver, executors and the sidecar run the same image"
+    if overlay == "production":
+        assert images == {"registry.example.org/heartrisk/heartrisk-stream:0.1.0"}
+    (driver_tpl,) = app["driver"]["template"]["spec"]["containers"]
+    assert driver_tpl["name"] == one(overlay, "SparkApplication")["spec"]["sparkConf"][
+        "spark.kubernetes.driver.podTemplateContainerName"]
+    probe = driver_tpl["livenessProbe"]["httpGet"]
+    assert probe["path"] == "/healthz" and probe["port"] in {p["containerPort"] for p in sidecar["ports"]}
+    for role in ("driver", "executor"):
+        ctx = app[role]["podSecurityContext"]
+        assert ctx["fsGroup"] == ctx["runAsUser"] == 185 and ctx["runAsNonRoot"] is True, "the image's user 185"
+    assert app["driver"]["terminationGracePeriodSeconds"] >= 60, "time for the batch in flight to commit"
+    assert app["restartPolicy"]["type"] == "Always"
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_references_resolve(overlay):
+    docs = rendered(overlay)
+    names = {(d["kind"], d["metadata"]["name"]) for d in docs}
+    app = one(overlay, "SparkApplication")["spec"]
+    assert ("ServiceAccount", app["driver"]["serviceAccount"]) in names
+    (binding,) = [d for d in docs if d["kind"] == "RoleBinding"]
+    assert binding["subjects"][0]["name"] == app["driver"]["serviceAccount"]
+    assert ("Role", binding["roleRef"]["name"]) in names
+    volumes = {v["name"]: v for v in app["volumes"]}
+    for c in (app["driver"], app["driver"]["sidecars"][0]):
+        for mount in c["volumeMounts"]:
+            claim = volumes[mount["name"]]["persistentVolumeClaim"]["claimName"]
+            assert ("PersistentVolumeClaim", claim) in names
+            assert mount["mountPath"] == one(overlay, "ConfigMap")["data"]["HEARTRISK_CHECKPOINT_DIR"]
         for ref in c["envFrom"]:
             if "configMapRef" in ref:
                 assert ("ConfigMap", ref["configMapRef"]["name"]) in names
             else:
-                assert ref["secretRef"]["name"] == "heartrisk-kafka"
-    for vol in spec["volumes"]:
-        assert ("PersistentVolumeClaim", vol["persistentVolumeClaim"]["claimName"]) in names
+                assert ref["secretRef"]["name"] == _secret_example()["metadata"]["name"]
+    pdb = one(overlay, "PodDisruptionBudget")["spec"]
+    assert pdb["selector"]["matchLabels"].items() <= app["executor"]["labels"].items()
+    assert not pdb["selector"]["matchLabels"].items() <= app["driver"]["labels"].items(), "executors only"
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_the_configmap_sets_only_known_settings_and_they_parse(overlay):
+    data = one(overlay, "ConfigMap")["data"]
+    assert set(data) <= KNOWN_ENV, set(data) - KNOWN_ENV
+    settings = load_settings(environ=data)
+    assert settings.spark_master.startswith("k8s://")
+
+
+def _secret_example() -> dict[str, Any]:
+    return dict(yaml.safe_load((K8S / "base" / "secret.example.yaml").read_text()))
+
+
+def test_the_secret_example_sets_only_known_settings_and_is_not_deployed():
+    secret = _secret_example()
+    assert set(secret["stringData"]) <= KNOWN_ENV
+    kust = yaml.safe_load((K8S / "base" / "kustomization.yaml").read_text())
+    assert "secret.example.yaml" not in kust["resources"], "a filled-in secret is applied by hand, never from git"

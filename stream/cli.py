@@ -182,6 +182,10 @@ def build_parser() -> argparse.ArgumentParser:
          _opt("--feedback-state", action="store_true",
               help="instead: the feedback join's state (rows, memory, disk) after 1,000,000 predictions with the "
                    "7-day bound, default and RocksDB state stores (~10 min; with --quick: 20,000)"),
+         _opt("--cluster", action="store_true",
+              help="instead: the scorer on a local Spark cluster of 1 and 2 workers against a Kafka of 1 and 3 "
+                   "brokers, all on free ports: events/s, micro-batch p99, CPU per event (200,000 events x 3 "
+                   "reps each, ~15 min; with --quick: 20,000 x 1)"),
          _opt("--results-dir", default="bench/results", help="where the JSON, Markdown and PNGs go"))
     _new(sub, "serve",
          "the HTTP service: POST /v1/predict gives one event's prediction, the same as the stream's",

@@ -136,6 +136,13 @@ def bench_command(args: argparse.Namespace, s: Settings) -> int:
         path = run_feedback_state_bench(s, 20_000 if args.quick else 1_000_000, Path(args.results_dir), work)
         print(f"results: {path} (+ .md beside it)")
         return 0
+    if args.cluster:
+        from stream.bench.cluster import run_cluster_bench
+
+        n, reps, max_offsets = (20_000, 1, 5_000) if args.quick else (200_000, 3, 20_000)
+        path = run_cluster_bench(s, n, reps, max_offsets, Path(args.results_dir))
+        print(f"results: {path} (+ .md beside it)")
+        return 0
     if args.drift:
         from stream.bench.drift import run_drift_bench
 

@@ -33,7 +33,7 @@ from stream.bench.measure import (
     wait_for_total,
 )
 from stream.config import Settings
-from stream.local.broker import LocalBroker
+from stream.local.kafka_cluster import LocalKafka
 from stream.local.topics import ensure_topics
 
 
@@ -67,16 +67,16 @@ THROUGHPUT_MAX_OFFSETS = 200_000
 class Bench:
     """Holds the broker, the working directory and the results."""
 
-    def __init__(self, settings: Settings, plan: Plan, workdir: Path) -> None:
-        self.broker = LocalBroker.from_settings(settings)
-        self.started_broker = self.broker.up()
+    def __init__(self, settings: Settings, plan: Plan, workdir: Path, kafka: LocalKafka | None = None) -> None:
+        self.broker = kafka or LocalKafka.from_settings(settings)
+        self.started_broker = bool(self.broker.up())
         self.s = dataclasses.replace(settings, bootstrap_servers=self.broker.bootstrap)
         self.plan = plan
         self.work = workdir
         self.factory = EventFactory(self.s)
         self.sampler = ResourceSampler()
         self.sampler.watch("generator", psutil.Process().pid)
-        pid = self.broker.pid()
+        pid = self.broker.pids()[1]
         if pid:
             self.sampler.watch("broker", pid)
         self.sampler.start()

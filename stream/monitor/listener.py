@@ -166,9 +166,10 @@ class ProgressListener(StreamingQueryListener):
                 self.state["latency_p50_seconds"] = quantiles[0] / 1000.0
                 self.state["latency_p99_seconds"] = quantiles[1] / 1000.0
             logger.info(
-                'event="batch" batch_id=%d input_rows=%d predictions=%d dead_letters=%d rows_per_s=%.0f',
+                'event="batch" batch_id=%d input_rows=%d predictions=%d dead_letters=%d rows_per_s=%.0f '
+                "duration_ms=%d",
                 p.batchId, row["rows"], row["predictions"], int(row["rows"]) - int(row["predictions"]),
-                p.processedRowsPerSecond or 0.0,
+                p.processedRowsPerSecond or 0.0, (p.durationMs or {}).get("triggerExecution", 0),
             )
         self._save()
 

@@ -117,3 +117,26 @@ def test_bench_feedback_state_quick_fills_the_state_and_leaves_no_broker(tmp_pat
     assert "RocksDB" in res["runs"][1]["provider"] and all(run["checkpoint_bytes_on_disk"] > 0 for run in res["runs"])
     status = subprocess.run([HEARTRISK, "kafka", "status"], env=env, capture_output=True, text=True, timeout=60)
     assert "not running" in (status.stdout + status.stderr), "the broker the bench started is stopped"
+
+
+def test_bench_cluster_quick_measures_every_combination_and_leaves_nothing_running(tmp_path):
+    before = _daemons()
+    out = _bench(tmp_path, "--cluster", "--quick", timeout=900)
+    (json_path,) = out.glob("*-cluster.json")
+    res = json.loads(json_path.read_text())
+    assert [(r["workers"], r["brokers"]) for r in res["rows"]] == [(1, 1), (1, 3), (2, 1), (2, 3)]
+    for r in res["rows"]:
+        (rate,) = r["events_per_second"]
+        assert rate > 0 and r["median_batches"] >= 20_000 / 5_000, "every event drained, in micro-batches"
+        assert r["median_batch_p99_ms"] > 0
+        assert all(v > 0 for v in r["cpu_microseconds_per_event"].values()), r["cpu_microseconds_per_event"]
+    table = json_path.with_suffix(".md").read_text()
+    assert table.count("\n| 1 | ") == 2 and table.count("\n| 2 | ") == 2
+    assert _daemons() == before, "the bench's brokers, master and workers are all stopped"
+
+
+def _daemons() -> set[int]:
+    """Pids of Kafka brokers and Spark standalone daemons on this machine."""
+    found = subprocess.run(["pgrep", "-f", "kafka.Kafka |deploy.master.Master|deploy.worker.Worker"],
+                           capture_output=True, text=True)
+    return {int(p) for p in found.stdout.split()}

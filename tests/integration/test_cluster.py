@@ -53,7 +53,9 @@ def test_a_worker_killed_mid_stream_loses_no_event(cluster, kafka_bootstrap, mak
     env = {**os.environ, "HEARTRISK_BOOTSTRAP_SERVERS": kafka_bootstrap, "HEARTRISK_INPUT_TOPIC": inp,
            "HEARTRISK_OUTPUT_TOPIC": out, "HEARTRISK_DLQ_TOPIC": dlq,
            "HEARTRISK_CHECKPOINT_DIR": str(tmp_path / "checkpoints"), "HEARTRISK_SPARK_MASTER": cluster.url,
-           "HEARTRISK_TRIGGER": "processing-time=500ms", "HEARTRISK_MAX_OFFSETS_PER_TRIGGER": "2000"}
+           "HEARTRISK_TRIGGER": "processing-time=500ms", "HEARTRISK_MAX_OFFSETS_PER_TRIGGER": "2000",
+           # the executors run no Python: a Python worker started on one would fail on this path
+           "PYSPARK_PYTHON": "/nonexistent/python-on-executors"}
     publish(iter(events[:2000]), 2000, settings, progress=False)
     log = tmp_path / "scorer.log"
     scorer = subprocess.Popen([HEARTRISK, "score"], env=env, stdout=open(log, "ab"), stderr=subprocess.STDOUT,

@@ -48,7 +48,7 @@ class LocalKafka:
     def from_settings(cls, s: Settings, brokers: int | None = None) -> LocalKafka:
         """From the settings: ``brokers`` nodes, else as many as were last started, else one."""
         state = s.path(s.kafka_state_dir)
-        n = brokers or recorded_size(state) or 1
+        n = brokers if brokers is not None else recorded_size(state) or 1
         if n < 1:
             msg = "--brokers must be at least 1 (3 for a cluster that survives the loss of a broker)"
             raise ConfigError(msg)

@@ -131,9 +131,10 @@ def test_sink_options_default_and_yield_to_the_users_kafka_options():
     opts = kafka_sink_options(SETTINGS)
     assert opts["kafka.bootstrap.servers"] == "localhost:9092"
     assert (opts["kafka.linger.ms"], opts["kafka.compression.type"]) == ("5", "lz4")
-    mine = load_settings({"kafka_options": {"linger.ms": "50", "acks": "all"}}, environ={})
+    assert (opts["kafka.acks"], opts["kafka.enable.idempotence"]) == ("all", "true"), "durable on a replicated cluster"
+    mine = load_settings({"kafka_options": {"linger.ms": "50", "acks": "1"}}, environ={})
     opts = kafka_sink_options(mine)
-    assert (opts["kafka.linger.ms"], opts["kafka.acks"], opts["kafka.compression.type"]) == ("50", "all", "lz4")
+    assert (opts["kafka.linger.ms"], opts["kafka.acks"], opts["kafka.compression.type"]) == ("50", "1", "lz4")
 
 
 def test_async_progress_tracking_only_where_spark_allows_it():

@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from collections import Counter
 from pathlib import Path
 
@@ -16,7 +17,7 @@ import pytest
 from stream.app.produce import generate, publish
 from stream.config import load_settings
 from stream.local.cluster import LocalCluster
-from tests.helpers import consume, free_port, wait_for
+from tests.helpers import consume, end_offsets_total, free_port, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -75,8 +76,13 @@ def test_a_worker_killed_mid_stream_loses_no_event(cluster, kafka_bootstrap, mak
         producer.start()
         consume(kafka_bootstrap, out, lambda r: len(r) >= 6000, 240)
         assert producer.is_alive(), "the kill lands while events still flow"
+        at_kill = end_offsets_total(kafka_bootstrap, out)
+        killed_at = time.monotonic()
         killed_pid = cluster.kill_worker("worker-1")
         wait_for(lambda: cluster.alive_workers() == 1, 120, what="the master to see worker-1 gone")
+        wait_for(lambda: end_offsets_total(kafka_bootstrap, out) >= at_kill + 1000, 240,
+                 what="1,000 new predictions after the kill")
+        recovered_s = time.monotonic() - killed_at
         killed.set()
         producer.join(300)
         preds = consume(kafka_bootstrap, out, lambda r: {json.loads(m.value())["event_id"] for m in r} >= valid, 300)
@@ -95,7 +101,8 @@ def test_a_worker_killed_mid_stream_loses_no_event(cluster, kafka_bootstrap, mak
     duplicates = sum(ids.values()) - len(ids) + sum(dead_ids.values()) - len(dead_ids)
     with capsys.disabled():  # shown in CI's output
         print(f"\nworker kill -9 (pid {killed_pid}) mid-stream on a 2-worker cluster: {total} events, "
-              f"{len(ids)} predicted + {len(dead_ids)} dead-lettered, 0 lost, {duplicates} duplicates")
+              f"{len(ids)} predicted + {len(dead_ids)} dead-lettered, 0 lost, {duplicates} duplicates; "
+              f"1,000 new predictions {recovered_s:.1f}s after the kill")
 
 
 def test_a_taken_port_is_one_clear_error_and_nothing_starts(tmp_path):

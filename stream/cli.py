@@ -107,7 +107,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "Manage the local Apache Kafka (KRaft, no ZooKeeper): one broker by default, or\n"
                    "`up --brokers 3` for three replicated ones (topics with 3 replicas, min.insync.replicas=2).")
     _new(kafka, "up", "start the brokers (idempotent) and create the default topics", f"{svc}:kafka_up", LOCAL_BROKER,
-         _opt("--brokers", type=int, default=None,
+         _opt("--brokers", type=int, default=None, metavar="N",
               help="how many brokers (each also a KRaft controller); broker i listens on the ports + 2*(i-1) "
                    "(default: as many as last started here, else 1)"))
     _new(kafka, "down", "stop every local broker cleanly; no process is left behind", f"{svc}:kafka_down",

@@ -153,15 +153,36 @@ def build_parser() -> argparse.ArgumentParser:
     _new(sub, "train", "train the risk model by 10-fold CV and save a new version", "stream.app.modelcmd:train_command",
          ("model", "spark_master", "spark_driver_memory", "log_level"),
          _opt("--version", default=None, help="version folder name (default: UTC timestamp)"),
-         _opt("--no-promote", action="store_true", help="do not point CURRENT at the new version"))
+         _opt("--no-promote", action="store_true", help="do not point CURRENT at the new version"),
+         _opt("--no-register", action="store_true", help="do not register it in the MLflow registry"))
+    mcmd, reg = "stream.app.modelcmd", ("mlflow_tracking_uri", "model_dir", "log_level")
+    model = _group(sub, "model", "the MLflow model registry: list, show, import, promote, roll back",
+                   "The MLflow model registry of heart-risk (local SQLite store in .mlflow-local/, or\n"
+                   "HEARTRISK_MLFLOW_TRACKING_URI). A scorer run with --model-uri models:/heart-risk@champion\n"
+                   "follows the champion alias, and shadow-scores with the challenger.")
+    number = _opt("number", type=int, metavar="VERSION", help="registry version number")
+    alias = _opt("--alias", default="champion", choices=("champion", "challenger"), help="which role")
+    _new(model, "list", "every version: model.json version, aliases, metrics, who/when", f"{mcmd}:model_list", reg)
+    _new(model, "show", "one version as JSON: run, metrics, aliases, its alias history", f"{mcmd}:model_show", reg,
+         number)
+    _new(model, "import", "register a model directory (default: --model-dir's CURRENT version)",
+         f"{mcmd}:model_import", (*reg, "spark_master", "spark_driver_memory"),
+         _opt("path", nargs="?", default=None, help="a version directory, or its parent with CURRENT"),
+         _opt("--champion-if-unset", action="store_true", help="also make it champion when none is set"))
+    _new(model, "promote", "point an alias at a version (a running scorer follows at a batch boundary)",
+         f"{mcmd}:model_promote", reg, number, alias)
+    _new(model, "rollback", "move an alias back to its previous holder", f"{mcmd}:model_rollback", reg, alias)
+    _new(model, "unalias", "remove an alias (challenger: shadow scoring stops)", f"{mcmd}:model_unalias", reg,
+         _opt("alias", choices=("champion", "challenger"), help="which role"))
 
     cmd = "stream.app.commands"
     _new(sub, "run", "the whole product locally: broker, scorer, data-set replay, live predictions until Ctrl-C",
          f"{cmd}:run_command", (*LOCAL_BROKER, "model", *STREAM, *SPARK),
          _opt("--no-replay", action="store_true", help="do not replay the data set; just tail"))
     _new(sub, "score", "run the streaming scorer until SIGINT/SIGTERM (the batch in flight finishes first)",
-         f"{cmd}:score_command", ("kafka", "input_topic", "output_topic", "dlq_topic", "formats", "model_dir",
-                                  *STREAM, "progress_file", *SPARK))
+         f"{cmd}:score_command", ("kafka", "input_topic", "output_topic", "dlq_topic", "shadow_topic", "formats",
+                                  "model_dir", "model_uri", "mlflow_tracking_uri", "model_check_interval", *STREAM,
+                                  "progress_file", *SPARK))
     _new(sub, "bench",
          "benchmark on the local broker: throughput, latency (micro-batch and real-time), ceiling, baselines",
          f"{cmd}:bench_command", (*LOCAL_BROKER, "local_registry", "model_dir", "engine", *SPARK, "auth"),

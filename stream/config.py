@@ -52,6 +52,8 @@ class Settings:
     input_topic: str = setting("patient-events", "topic the EHR systems publish patient events to", "topics")
     output_topic: str = setting("risk-predictions", "topic the risk predictions are written to", "topics")
     dlq_topic: str = setting("patient-events-dlq", "dead-letter topic for rejected events", "topics")
+    shadow_topic: str = setting("risk-predictions-shadow", "topic the challenger model's shadow scores go to "
+                                "(never read by alerting)", "topics")
     partitions: int = setting(3, "partitions per topic when creating topics", "topics", positive_int)
     # Formats and the schema registry (Confluent wire format for Avro).
     input_format: InputFormat = setting(
@@ -59,9 +61,8 @@ class Settings:
         "json | avro (Confluent-framed, schema id from the registry) | auto (first byte 0 = Avro, else JSON)",
         "formats", choice(*get_args(InputFormat)),
     )
-    output_format: OutputFormat = setting(
-        "json", "predictions as json | avro (Confluent-framed)", "formats", choice(*get_args(OutputFormat))
-    )
+    output_format: OutputFormat = setting("json", "predictions as json | avro (Confluent-framed)", "formats",
+                                          choice(*get_args(OutputFormat)))
     schema_registry_url: str = setting(
         "http://localhost:8081/apis/ccompat/v7",
         "Confluent-compatible schema registry URL (the local one: `heartrisk registry up`)",
@@ -90,10 +91,15 @@ class Settings:
                                      "local_cluster")
     jvm_dir: str = setting(".jvm", "where `make setup` put the Maven-resolved jars", "general")
     # The model.
-    model_dir: str = setting(
-        "models/heart_lr", "model directory: a version dir, or its parent with a CURRENT pointer", "model"
-    )
+    model_dir: str = setting("models/heart_lr", "model directory: a version dir, or its parent with a CURRENT "
+                             "pointer", "model")
     data_file: str = setting("data/heart_disease.csv", "the Cleveland data set in event field names", "model")
+    model_uri: str = setting("", "the model the scorer serves: models:/heart-risk@champion (the MLflow registry, "
+                             "followed while running) | models:/heart-risk/N | a path; empty: --model-dir", "model")
+    mlflow_tracking_uri: str = setting("", "MLflow tracking/registry server URI; empty: the local store in "
+                                       ".mlflow-local/ (SQLite, no server)", "model")
+    model_check_interval: float = setting(30.0, "seconds between the scorer's checks of the registry's aliases",
+                                          "model", positive_float)
     engine: Engine = setting(
         "compiled",
         "scoring engine: compiled (the fitted pipeline as column arithmetic) | pipeline (PipelineModel.transform)",
@@ -142,20 +148,16 @@ class Settings:
     spark_master: str = setting("local[*]", "Spark master URL", "spark")
     spark_driver_memory: str = setting("1g", "Spark driver memory", "spark")
     shuffle_partitions: int = setting(4, "spark.sql.shuffle.partitions", "spark", positive_int)
-    spark_conf: Mapping[str, str] = setting(
-        {}, "extra Spark configuration, k=v,k2=v2 (e.g. spark.executor.instances=3)",
-        "spark", parse_kv, metavar="K=V,...",
-    )
-    log_level: LogLevel = setting(
-        "INFO", "log level: DEBUG | INFO | WARNING | ERROR", "general", choice(*get_args(LogLevel), upper=True)
-    )
+    spark_conf: Mapping[str, str] = setting({}, "extra Spark configuration, k=v,k2=v2 (e.g. "
+                                            "spark.executor.instances=3)", "spark", parse_kv, metavar="K=V,...")
+    log_level: LogLevel = setting("INFO", "log level: DEBUG | INFO | WARNING | ERROR", "general",
+                                  choice(*get_args(LogLevel), upper=True))
     # The sidecar exporter.
     pushgateway: str = setting("localhost:9091", "Prometheus Pushgateway address (host:port or URL)", "exporter")
     exporter_port: int = setting(9108, "port of the exporter's /metrics and /healthz", "exporter", port)
     exporter_interval: float = setting(5.0, "seconds between pushes", "exporter", positive_float)
-    stale_after: float = setting(
-        60.0, "seconds without query progress after which the scorer counts as down", "exporter", positive_float
-    )
+    stale_after: float = setting(60.0, "seconds without query progress after which the scorer counts as down",
+                                 "exporter", positive_float)
 
     # Outcome feedback (`heartrisk feedback`).
     outcomes_topic: str = setting("patient-outcomes", "topic clinicians' confirmed outcomes arrive on", "feedback")

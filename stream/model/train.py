@@ -15,6 +15,7 @@ import logging
 import shutil
 import sys
 import time
+from collections.abc import Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, cast
@@ -199,8 +200,10 @@ def train(
     promote: bool = True,
     folds: int = FOLDS,
     progress: bool = True,
+    reg_params: Sequence[float] = REG_PARAMS,
+    elastic_net: Sequence[float] = ELASTIC_NET,
 ) -> dict[str, Any]:
-    """Train, cross-validate, save ``models_dir/<version>/`` and return its metadata."""
+    """Train, cross-validate over the grid, save ``models_dir/<version>/`` and return its metadata."""
     started = time.monotonic()
 
     def say(msg: str) -> None:
@@ -220,8 +223,8 @@ def train(
     lr = cast(LogisticRegression, pipeline.getStages()[-1])
     grid = (
         ParamGridBuilder()
-        .addGrid(lr.regParam, list(REG_PARAMS))
-        .addGrid(lr.elasticNetParam, list(ELASTIC_NET))
+        .addGrid(lr.regParam, list(reg_params))
+        .addGrid(lr.elasticNetParam, list(elastic_net))
         .build()
     )
     cv = CrossValidator(
@@ -310,7 +313,7 @@ def train(
         "hyperparameters": {
             "regParam": reg,
             "elasticNetParam": enet,
-            "grid": {"regParam": list(REG_PARAMS), "elasticNetParam": list(ELASTIC_NET)},
+            "grid": {"regParam": list(reg_params), "elasticNetParam": list(elastic_net)},
             "folds": folds,
             "seed": SEED,
             "selection": "max mean CV areaUnderROC",

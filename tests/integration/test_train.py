@@ -20,7 +20,8 @@ HEARTRISK = str(Path(sys.executable).with_name("heartrisk"))
 
 def test_train_from_committed_data(tmp_path, capsys):
     models = tmp_path / "heart_lr"
-    env = {**os.environ, "HEARTRISK_MODEL_DIR": str(models), "HEARTRISK_SPARK_MASTER": "local[2]"}
+    env = {**os.environ, "HEARTRISK_MODEL_DIR": str(models), "HEARTRISK_SPARK_MASTER": "local[2]",
+           "HEARTRISK_MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}"}
     started = time.monotonic()
     r = subprocess.run(
         [HEARTRISK, "train", "--version", "ci"], env=env, capture_output=True, text=True, timeout=900
@@ -30,6 +31,7 @@ def test_train_from_committed_data(tmp_path, capsys):
     with capsys.disabled():
         print(f"\ntraining took {elapsed:.0f}s")
     assert "CV AUC" in r.stdout and "calibration" in r.stdout
+    assert "registered as heart-risk version 1" in r.stdout, "train logs the run and registers it in MLflow"
     assert (models / "CURRENT").read_text().strip() == "ci"
     meta = load_metadata(models)  # validates against schemas/model.schema.json and the manifest
     m = meta["metrics"]
@@ -40,6 +42,12 @@ def test_train_from_committed_data(tmp_path, capsys):
     assert m["oof_brier"] <= 0.16
     assert sum(row["n"] for row in m["calibration"]) == 303
     assert meta["training_data"]["rows"] == 303
+    from stream.model.registry import ModelRegistry
+
+    registry = ModelRegistry(env["HEARTRISK_MLFLOW_TRACKING_URI"], None)
+    (v,) = registry.versions()
+    assert (v.number, v.model_version, v.metrics["cv_auc"]) == (1, "ci", m["cv_auc"])
+    assert "spark-model/MLmodel" in {a.path for a in registry.client.list_artifacts(v.run_id, "spark-model")}
     committed = json.loads((Path(__file__).parents[2] / "models/heart_lr/1.0.0/model.json").read_text())
     assert meta["training_data"]["sha256"] == committed["training_data"]["sha256"]
     assert meta["hyperparameters"]["regParam"] == committed["hyperparameters"]["regParam"], "seeded CV is reproducible"

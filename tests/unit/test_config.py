@@ -67,7 +67,9 @@ def test_settings_are_declared_once_with_groups_and_closed_choices():
     from stream.config import settings_in
 
     assert settings_in("kafka") == ("bootstrap_servers", "kafka_options")
-    assert settings_in("topics", "model_dir") == ("input_topic", "output_topic", "dlq_topic", "partitions", "model_dir")
+    assert settings_in("topics", "model_dir") == (
+        "input_topic", "output_topic", "dlq_topic", "shadow_topic", "partitions", "model_dir"
+    )
     with pytest.raises(ConfigError, match="unknown settings or groups"):
         settings_in("nope")
     assert SPECS["engine"].default == "compiled" and SPECS["trigger"].default == "processing-time=250ms"

@@ -20,6 +20,9 @@ from stream.pipeline.columns import (
     PROBABILITY,
     RISK_LEVEL,
     SCORED_AT,
+    SHADOW_LEVEL,
+    SHADOW_PROBABILITY,
+    SHADOW_VERSION,
     TIMESTAMP,
     bucket_name,
 )
@@ -40,6 +43,17 @@ def observed_columns() -> list[Column]:
     cols += [F.count_if(ok & (latency_ms <= le * 1000)).alias(bucket_name(le)) for le in LATENCY_BUCKETS]
     cols += [F.count_if(F.col(ERROR_CODE) == code).alias(f"dlq_{code}") for code in ERROR_CODES]
     return cols
+
+
+def shadow_columns() -> list[Column]:
+    """With a challenger: valid rows both models scored, rows where their levels agree, and the sum of |p1 - p2|."""
+    ok = F.col(ERROR_CODE).isNull()
+    both = ok & F.col(SHADOW_LEVEL).isNotNull()
+    return [
+        F.count_if(both).alias("shadow_rows"),
+        F.count_if(both & (F.col(SHADOW_LEVEL) == F.col(RISK_LEVEL))).alias("shadow_agree"),
+        F.sum(F.when(both, F.abs(F.col(SHADOW_PROBABILITY) - F.col(PROBABILITY)))).alias("shadow_abs_diff_sum"),
+    ]
 
 
 DRIFT_FUNCTION = "heartrisk_drift_counts"
@@ -78,6 +92,8 @@ def observer(drift_reference: Mapping[str, Any] | None = None) -> Callable[[Data
     """The tap that attaches the per-batch observation (with drift counts when given a reference)."""
     def observe_batch(df: DataFrame) -> DataFrame:
         extra = drift_columns(df.sparkSession, drift_reference) if drift_reference else []
+        if SHADOW_VERSION in df.columns:
+            extra += shadow_columns()
         return df.observe(OBSERVATION, *observed_columns(), *extra)
 
     return observe_batch

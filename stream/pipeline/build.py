@@ -16,7 +16,7 @@ from stream.contract.writer_schemas import Writer
 from stream.model.artifact import LoadedModel
 from stream.pipeline.decode import decode_events
 from stream.pipeline.encode import encode_output, stamp_scored_at
-from stream.pipeline.score import score_events
+from stream.pipeline.score import score_events, score_shadow
 from stream.pipeline.validate import Ranges, parse_ranges, validate_events
 
 Tap = Callable[[DataFrame], DataFrame]
@@ -28,11 +28,17 @@ def build_scores(
     input_format: str = "json",
     writers: Mapping[int, Writer] | None = None,
     ranges: Ranges | None = None,
+    challenger: LoadedModel | None = None,
 ) -> DataFrame:
-    """Decoded, validated and scored rows (every input row, good or bad), stamped with ``scored_at``."""
+    """Decoded, validated and scored rows (every input row, good or bad), stamped with ``scored_at``.
+
+    With a ``challenger`` its shadow scores are added beside the champion's.
+    """
     decoded = decode_events(raw, input_format, writers)
     validated = validate_events(decoded, ranges)
     scored = score_events(validated, model)
+    if challenger is not None:
+        scored = score_shadow(scored, challenger)
     return stamp_scored_at(scored)
 
 
@@ -43,14 +49,16 @@ def build_output(
     prediction_schema_id: int | None = None,
     tap: Tap | None = None,
     writers: Mapping[int, Writer] | None = None,
+    challenger: LoadedModel | None = None,
 ) -> DataFrame:
-    """Kafka records (topic, key, value, headers) for every input row.
+    """Kafka records (topic, key, value, headers) for every input row (and a shadow record per valid one).
 
     ``tap`` sees the scored rows before they are encoded (the scorer attaches its
     per-batch observation there). With Avro or auto input, ``writers`` are the
     schema ids the plan decodes (see ``stream.pipeline.decode``).
     """
-    scored = build_scores(raw, model, settings.input_format, writers, parse_ranges(settings.field_ranges))
+    scored = build_scores(raw, model, settings.input_format, writers, parse_ranges(settings.field_ranges),
+                          challenger)
     if tap is not None:
         scored = tap(scored)
     return encode_output(scored, settings, prediction_schema_id)

@@ -40,6 +40,10 @@ RISK_LEVEL = "risk_level"
 CONTRIBUTIONS = "contributions"
 IMPUTED_FIELDS = "imputed_fields"
 MODEL_VERSION = "model_version"
+# score, with a challenger model: its answer for the same valid events (shadow scoring)
+SHADOW_PROBABILITY = "shadow_probability"
+SHADOW_LEVEL = "shadow_risk_level"
+SHADOW_VERSION = "shadow_model_version"
 
 # encode: when the micro-batch was scored
 SCORED_AT = "scored_at"

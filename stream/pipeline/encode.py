@@ -18,13 +18,24 @@ from stream import __version__
 from stream.config import Settings
 from stream.contract.avro import header_hex, prediction_schema
 from stream.contract.codes import MAX_DEAD_LETTER_KEY_BYTES, MAX_DEAD_LETTER_VALUE_BYTES
-from stream.pipeline.columns import ERROR_CODE, ERROR_DETAIL, PROBABILITY, SCORED_AT, STAGE
+from stream.pipeline.columns import (
+    ERROR_CODE,
+    ERROR_DETAIL,
+    PROBABILITY,
+    RISK_LEVEL,
+    SCORED_AT,
+    SHADOW_LEVEL,
+    SHADOW_PROBABILITY,
+    SHADOW_VERSION,
+    STAGE,
+)
 
 ISO_MILLIS = "yyyy-MM-dd'T'HH:mm:ss.SSS'Z'"
 CONTENT_TYPE = "application/json"
 AVRO_CONTENT_TYPE = "application/vnd.apache.avro+binary"
 PREDICTION_SCHEMA = "heartrisk.prediction.v1"
 DEAD_LETTER_SCHEMA = "heartrisk.dead_letter.v1"
+SHADOW_SCHEMA = "heartrisk.shadow_prediction.v1"
 
 
 def _iso(ts: Column) -> Column:
@@ -130,9 +141,49 @@ def encode_output(df: DataFrame, settings: Settings, prediction_schema_id: int |
         F.struct(F.lit("content-type").alias("key"), F.lit(CONTENT_TYPE).cast("binary").alias("value")),
         F.struct(F.lit("schema").alias("key"), F.lit(DEAD_LETTER_SCHEMA).cast("binary").alias("value")),
     )
-    return df.select(
+    columns = [
         F.when(ok, F.lit(settings.output_topic)).otherwise(F.lit(settings.dlq_topic)).alias("topic"),
         F.when(ok, F.col("patient_id").cast("binary")).otherwise(dead_letter_key()).alias("key"),
         F.when(ok, prediction).otherwise(dead_letter_value().cast("binary")).alias("value"),
         F.when(ok, headers_ok).otherwise(headers_bad).alias("headers"),
+    ]
+    if SHADOW_VERSION not in df.columns:
+        return df.select(*columns)
+    # shadow scoring: a valid event also gives one record on the shadow topic (never the alerting one)
+    record = F.struct(*columns)
+    records = F.when(ok, F.array(record, shadow_record(settings))).otherwise(F.array(record))
+    return df.select(F.explode(records).alias("r")).select("r.*")
+
+
+def shadow_value() -> Column:
+    """The shadow record as JSON (see schemas/shadow_prediction.v1.schema.json): both models' answers."""
+    return F.to_json(
+        F.struct(
+            F.col("event_id"),
+            F.col("patient_id"),
+            _iso(F.col("event_ts")).alias("event_time"),
+            _iso(F.col("scored_at")).alias("scored_at"),
+            F.col(SHADOW_VERSION).alias("model_version"),
+            F.round(F.col(SHADOW_PROBABILITY), 6).alias("probability"),
+            F.col(SHADOW_LEVEL).alias("risk_level"),
+            F.col("model_version").alias("champion_version"),
+            F.round(F.col(PROBABILITY), 6).alias("champion_probability"),
+            F.col(RISK_LEVEL).alias("champion_risk_level"),
+        ),
+        {"ignoreNullFields": "false"},
+    )
+
+
+def shadow_record(settings: Settings) -> Column:
+    """The shadow topic's record for a valid row: keyed by patient_id, like a prediction."""
+    headers = F.array(
+        F.struct(F.lit("model_version").alias("key"), F.col(SHADOW_VERSION).cast("binary").alias("value")),
+        F.struct(F.lit("content-type").alias("key"), F.lit(CONTENT_TYPE).cast("binary").alias("value")),
+        F.struct(F.lit("schema").alias("key"), F.lit(SHADOW_SCHEMA).cast("binary").alias("value")),
+    )
+    return F.struct(
+        F.lit(settings.shadow_topic).alias("topic"),
+        F.col("patient_id").cast("binary").alias("key"),
+        shadow_value().cast("binary").alias("value"),
+        headers.alias("headers"),
     )

@@ -19,6 +19,7 @@ from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
 from stream.contract.schema import FieldSpec, clinical_fields
+from stream.errors import ModelError
 from stream.model.artifact import LoadedModel
 from stream.model.compiled import LinearPlan
 from stream.pipeline.columns import (
@@ -31,6 +32,9 @@ from stream.pipeline.columns import (
     PROBABILITY,
     RISK_LEVEL,
     RISK_PREDICTION,
+    SHADOW_LEVEL,
+    SHADOW_PROBABILITY,
+    SHADOW_VERSION,
     STAGE,
 )
 
@@ -166,3 +170,28 @@ def score_events(df: DataFrame, model: LoadedModel) -> DataFrame:
     scored = with_top_contributions(scored, ok)
     helpers = [c for c in scored.columns if c.startswith("_c_")] + [_SORTED, _PREDICTION]
     return scored.drop(*helpers)
+
+
+def score_shadow(df: DataFrame, challenger: LoadedModel) -> DataFrame:
+    """Add the challenger's probability, level and version for every valid row (its compiled plan only).
+
+    The same column arithmetic as the champion's, in the same projection pass; the
+    rows the champion rejected or failed to score get nulls.
+    """
+    if challenger.plan is None:
+        msg = f"shadow scoring needs the compiled engine: challenger {challenger.version} has no compiled plan"
+        raise ModelError(msg)
+    terms = challenger.plan.terms(_event)
+    names = [f"_s{i}" for i in range(len(terms))]
+    df = df.withColumns({n: term for n, (_, term) in zip(names, terms, strict=True)})
+    columns = [(slot, F.col(n)) for n, (slot, _) in zip(names, terms, strict=True)]
+    ok = F.col(ERROR_CODE).isNull()
+    df = df.withColumn(SHADOW_PROBABILITY, F.when(ok, challenger.plan.probability(columns))).drop(*names)
+    medium, high = challenger.thresholds
+    p = F.col(SHADOW_PROBABILITY)
+    finite = p.isNotNull() & ~F.isnan(p)
+    return df.withColumns({
+        SHADOW_LEVEL: F.when(finite & (p >= high), F.lit("High")).when(finite & (p >= medium), F.lit("Medium"))
+        .when(finite, F.lit("Low")),
+        SHADOW_VERSION: F.lit(challenger.version),
+    })

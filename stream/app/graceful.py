@@ -11,8 +11,26 @@ logger = logging.getLogger(__name__)
 STOP_WAIT_S = 8.0  # then stop anyway: a graceful stop returns within 10 s under load
 
 
-def stop_gracefully(query: Any, timeout_s: float = STOP_WAIT_S, real_time: bool = False) -> None:
+def _clear_of_next_trigger(interval_s: float | None) -> bool:
+    """True when the next processing-time trigger is far enough away for a stop to land before it.
+
+    Spark fires a processing-time trigger at each multiple of its interval since
+    the epoch (``ProcessingTimeExecutor.nextBatchTime``), on this machine's clock,
+    so a stop issued just before one could interrupt a batch that just began.
+    """
+    if not interval_s or interval_s < 0.05:
+        return True
+    to_next = interval_s - (time.time() % interval_s)
+    return to_next >= min(0.2 * interval_s, 0.5)
+
+
+def stop_gracefully(
+    query: Any, timeout_s: float = STOP_WAIT_S, real_time: bool = False, interval_s: float | None = None
+) -> None:
     """Wait for the micro-batch in flight to commit, then stop between batches.
+
+    With the processing-time trigger's ``interval_s`` the stop also waits until
+    the next trigger is well ahead, so it cannot land on a batch that just began.
 
     Under a load that leaves no gap between batches (``processing-time=0`` with a
     backlog) there may be no such moment before ``timeout_s``: the query is then
@@ -28,7 +46,7 @@ def stop_gracefully(query: Any, timeout_s: float = STOP_WAIT_S, real_time: bool 
         return
     deadline = time.monotonic() + timeout_s
     while query.isActive:
-        if not query.status.get("isTriggerActive", False):
+        if not query.status.get("isTriggerActive", False) and _clear_of_next_trigger(interval_s):
             break
         if time.monotonic() >= deadline:
             logger.warning(

@@ -6,9 +6,11 @@ graceful stop neither loses nor duplicates events.
 
 from __future__ import annotations
 
+import json
 import logging
 import signal
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from types import FrameType
@@ -17,25 +19,28 @@ from typing import Any, cast
 from pyspark.errors import StreamingQueryException
 
 from stream.app.graceful import stop_gracefully
+from stream.app.replanning import ReplanningQuery
 from stream.app.scorer import RunningQuery, check_broker, start_scorer
+from stream.app.swap import Models, ModelSource, RestartableQuery
 from stream.config import Settings
 from stream.errors import HeartriskError, StoppedWhilePaused
-from stream.model.artifact import load_metadata, load_model, resolve_model_dir
-from stream.pipeline.trigger import is_real_time
+from stream.monitor.listener import ProgressListener
+from stream.pipeline.trigger import is_real_time, trigger_interval_s
 
 logger = logging.getLogger(__name__)
 
 __all__ = ["await_stop_or_end", "failure_message", "run_scorer", "stop_gracefully", "stop_on_signals"]
 
 
-def await_stop_or_end(query: RunningQuery, stop: threading.Event) -> None:
-    """Return when a stop is requested or the query ends (its error, if any, is read by the caller).
+def await_stop_or_end(query: RunningQuery, stop: threading.Event, timeout_s: float | None = None) -> None:
+    """Return when a stop is requested, the query ends (its error is read by the caller), or after ``timeout_s``.
 
     ``awaitTermination`` raises when the query ends with an error, and a stop
     while paused on the registry ends it that way on purpose (so the paused
     batch is not committed); the caller decides what the end means.
     """
-    while query.isActive and not stop.is_set():
+    deadline = None if timeout_s is None else time.monotonic() + timeout_s
+    while query.isActive and not stop.is_set() and (deadline is None or time.monotonic() < deadline):
         try:
             query.awaitTermination(cast(Any, 0.5))
         except StreamingQueryException:
@@ -69,26 +74,54 @@ def failure_message(exc: BaseException | None, stopped: bool) -> str | None:
     return f"the streaming query failed: {str(exc).splitlines()[0][:500]}"
 
 
+def follow(source: ModelSource, models: Models, query: RunningQuery, listener: ProgressListener,
+           trigger: str) -> None:
+    """Check the registry's aliases once; on a move, swap the models in at a batch boundary (``stream.app.swap``)."""
+    t0 = time.monotonic()
+    new, refused = source.poll(models)
+    if refused:
+        listener.set_models(models.describe(), failed=refused)
+    if new is None:
+        return
+    loaded_s = time.monotonic() - t0
+    t0 = time.monotonic()
+    listener.expect_restart()
+    old = models.describe()
+    models.champion, models.challenger, models.numbers = new.champion, new.challenger, dict(new.numbers)
+    assert isinstance(query, RestartableQuery | ReplanningQuery), "a followed model needs a re-plannable query"
+    query.replan(is_real_time(trigger), trigger_interval_s(trigger))
+    listener.set_models(models.describe(), swapped=True)
+    logger.info('event="model swapped" from=%s to=%s fetch_verify_load_s=%.2f switch_s=%.2f', json.dumps(old),
+                json.dumps(models.describe()), loaded_s, time.monotonic() - t0)
+
+
 def run_scorer(settings: Settings) -> int:
     """The ``heartrisk score`` command: run until stopped by a signal or a failure."""
     from stream.session import get_spark
 
-    check_broker(settings)
-    model_dir = resolve_model_dir(settings.path(settings.model_dir))  # once: CURRENT may move later
-    meta = load_metadata(model_dir)  # fail fast, before Spark starts
+    source = ModelSource(settings)
+    check_broker(settings, (settings.shadow_topic,) if source.follows else ())
+    source.check_files()  # fail fast, before Spark starts
     spark = get_spark(settings, f"heartrisk-{settings.query_name}")
-    model = load_model(model_dir, meta, settings.engine)
     stop = threading.Event()
     try:
+        models = source.load()
+        listeners: list[ProgressListener] = []
         with stop_on_signals(stop):
             try:
-                query = start_scorer(spark, settings, model, stop, warm=settings.warm_up == "on")
+                query = start_scorer(spark, settings, models if source.follows else models.champion, stop,
+                                     warm=settings.warm_up == "on", on_listener=listeners.append)
             except StoppedWhilePaused:  # stopped while the registry was down at start-up: nothing was read
                 logger.info('event="scorer stopped" query="%s"', settings.query_name)
                 return 0
-            await_stop_or_end(query, stop)
+            while True:
+                await_stop_or_end(query, stop, source.interval if source.follows else None)
+                if stop.is_set() or not query.isActive:
+                    break
+                follow(source, models, query, listeners[-1], settings.trigger)
             if stop.is_set() and query.isActive:
-                stop_gracefully(query, real_time=is_real_time(settings.trigger))
+                stop_gracefully(query, real_time=is_real_time(settings.trigger),
+                                interval_s=trigger_interval_s(settings.trigger))
             failure = failure_message(query.exception(), stopped=stop.is_set())
             if failure:
                 raise HeartriskError(failure)

@@ -145,6 +145,8 @@ class ReplanningQuery:
         self._query: StreamingQuery | None = None
         self._planned: dict[int, Writer] = {}
         self._exception: BaseException | None = None
+        self._replan = threading.Event()  # asked for from outside (a model swap)
+        self._interval_s: float | None = None  # the processing-time trigger's, so a stop misses the next trigger
         self._thread = threading.Thread(target=self._supervise, name="heartrisk-replanning", daemon=True)
         self.replans = 0
 
@@ -173,8 +175,9 @@ class ReplanningQuery:
                 if self._stopping:
                     return
                 if stale:
-                    stop_gracefully(query)
-                    reason = "a verdict changed"
+                    stop_gracefully(query, 60.0 if self._replan.is_set() else 8.0, interval_s=self._interval_s)
+                    reason = "asked to (a model swap)" if self._replan.is_set() else "a verdict changed"
+                    self._replan.clear()
                 else:
                     exc = query.exception()
                     new = unplanned_ids(exc)
@@ -205,11 +208,26 @@ class ReplanningQuery:
                 query.awaitTermination(cast(Any, 0.5))
             except StreamingQueryException:
                 return False
+            if self._replan.is_set():
+                return True
             if time.monotonic() >= next_check:
                 next_check = time.monotonic() + self._recheck_s
                 if self._writers.recheck(self._planned):
                     return True
         return False
+
+    def replan(self, real_time: bool = False, interval_s: float | None = None, timeout_s: float = 120.0) -> float:
+        """Plan again at the next batch boundary (the plan reads the models anew); wait until the new run started.
+
+        Returns the seconds waited.
+        """
+        t0 = time.monotonic()
+        before = self._query
+        self._interval_s = interval_s
+        self._replan.set()
+        while self._query is before and self._thread.is_alive() and time.monotonic() - t0 < timeout_s:
+            time.sleep(0.05)
+        return time.monotonic() - t0
 
     def stop(self) -> None:
         """Stop now (callers wanting a batch boundary use ``stop_gracefully``); ends a registry pause too."""

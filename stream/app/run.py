@@ -83,7 +83,8 @@ def last_error(log: Path, code: int | None) -> str:
 def run(settings: Settings, replay: bool = True, log_dir: Path | None = None) -> int:
     """Broker up, scorer up, replay, tail until Ctrl-C, then stop everything we started."""
     broker = LocalKafka.from_settings(settings)
-    started_broker = bool(broker.up(topics=[settings.input_topic, settings.output_topic, settings.dlq_topic]))
+    topics = [settings.input_topic, settings.output_topic, settings.dlq_topic, settings.shadow_topic]
+    started_broker = bool(broker.up(topics=topics))
     say(f"broker {'started' if started_broker else 'already running'} at {broker.bootstrap}")
     log_dir = log_dir or settings.path(".run")
     log_dir.mkdir(parents=True, exist_ok=True)

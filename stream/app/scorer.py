@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from pyspark.sql import SparkSession
@@ -20,6 +20,7 @@ from pyspark.sql.streaming.query import StreamingQuery
 from stream.app.checkpoint import check_fingerprint
 from stream.app.lag_group import LagGroup
 from stream.app.replanning import ReplanningQuery, pending_schema_ids
+from stream.app.swap import Models, RestartableQuery
 from stream.config import Settings
 from stream.contract.avro import prediction_schema, reader_schema
 from stream.contract.registry import SchemaRegistry, subject_for
@@ -37,7 +38,7 @@ from stream.pipeline.trigger import is_real_time
 
 logger = logging.getLogger(__name__)
 
-RunningQuery = StreamingQuery | ReplanningQuery
+RunningQuery = StreamingQuery | ReplanningQuery | RestartableQuery
 
 
 def register_prediction_schema(settings: Settings, registry: SchemaRegistry | None = None) -> int | None:
@@ -55,8 +56,8 @@ def register_prediction_schema(settings: Settings, registry: SchemaRegistry | No
     return schema_id
 
 
-def check_broker(settings: Settings) -> None:
-    """Fail fast with one clear line when the broker or the input topic is missing.
+def check_broker(settings: Settings, extra_topics: tuple[str, ...] = ()) -> None:
+    """Fail fast with one clear line when the broker or a topic (the three, and ``extra_topics``) is missing.
 
     Raises:
         BrokerError: no broker answers, or a topic does not exist.
@@ -73,7 +74,8 @@ def check_broker(settings: Settings) -> None:
             "`heartrisk kafka up` or set HEARTRISK_BOOTSTRAP_SERVERS"
         )
         raise BrokerError(msg) from exc
-    missing = [t for t in (settings.input_topic, settings.output_topic, settings.dlq_topic) if t not in topics]
+    wanted = (settings.input_topic, settings.output_topic, settings.dlq_topic, *extra_topics)
+    missing = [t for t in wanted if t not in topics]
     if missing:
         msg = (
             f"topics {missing} do not exist on {settings.bootstrap_servers}: "
@@ -168,15 +170,21 @@ def known_schema_ids(settings: Settings, registry: SchemaRegistry) -> list[int]:
 def start_scorer(
     spark: SparkSession,
     settings: Settings,
-    model: LoadedModel,
+    model: LoadedModel | Models,
     stop: threading.Event | None = None,
     warm: bool = False,
+    on_listener: Callable[[ProgressListener], None] | None = None,
 ) -> RunningQuery:
     """Check the checkpoint (and real-time mode's needs), then start the streaming query.
 
     ``stop`` ends a registry pause early; ``warm`` runs the plan once on an empty
-    batch first (``warm_up``).
+    batch first (``warm_up``). Given ``Models`` (a champion, maybe a challenger
+    to shadow-score with) the query can be re-planned for new ones (``replan``:
+    ``stream.app.swap``); ``on_listener`` receives the progress listener.
     """
+    swappable = isinstance(model, Models)
+    models = model if isinstance(model, Models) else Models(model)
+    model = models.champion
     check_fingerprint(spark, settings)
     check_real_time(spark, settings)
     uses_registry = settings.input_format != "json" or settings.output_format == "avro"
@@ -191,19 +199,24 @@ def start_scorer(
         on_closed=lag_group.close if lag_group is not None else None,
         drift_reference=drift, drift_window_s=settings.drift_window,
     )
+    if swappable:
+        listener.set_models(models.describe())
     spark.streams.addListener(listener)
+    if on_listener is not None:
+        on_listener(listener)
     observe_batch = observer(drift)  # the stream's tap, and the warm-up's, so the warm-up plan is the stream's
 
     def plan(writers: Mapping[int, Writer] | None) -> StreamingQuery:
-        raw = read_events(spark, settings)
-        out = build_output(raw, model, settings, prediction_schema_id, tap=observe_batch, writers=writers)
+        raw = read_events(spark, settings)  # the models are read now: a re-plan picks up a swap
+        out = build_output(raw, models.champion, settings, prediction_schema_id, tap=observe_batch, writers=writers,
+                           challenger=models.challenger)
         return write_predictions(out, settings).start()
 
     query: RunningQuery
     if settings.input_format == "json":
         if warm:
             warm_up(spark, settings, model, tap=observe_batch)
-        query = plan(None)
+        query = RestartableQuery(lambda: plan(None)) if swappable else plan(None)
     else:
         assert registry is not None  # avro or auto input
         stop = stop or threading.Event()

@@ -13,7 +13,7 @@ def kafka_up(args: argparse.Namespace, s: Settings) -> int:
     from stream.local.topics import describe_topics
 
     kafka = LocalKafka.from_settings(s, args.brokers)
-    started = kafka.up(topics=[s.input_topic, s.output_topic, s.dlq_topic])
+    started = kafka.up(topics=[s.input_topic, s.output_topic, s.dlq_topic, s.shadow_topic])
     pids = kafka.pids()
     what = "broker" if kafka.size == 1 else f"{kafka.size}-broker cluster"
     state = "started" if len(started) == kafka.size else "already running" if not started else (
@@ -81,7 +81,7 @@ def kafka_topics(args: argparse.Namespace, s: Settings) -> int:
 
     bootstrap = s.bootstrap_servers
     created = ensure_topics(
-        bootstrap, [s.input_topic, s.output_topic, s.dlq_topic], s.partitions, dict(s.kafka_options)
+        bootstrap, [s.input_topic, s.output_topic, s.dlq_topic, s.shadow_topic], s.partitions, dict(s.kafka_options)
     )
     for name in created:
         print(f"created {name}")

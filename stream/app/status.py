@@ -48,6 +48,8 @@ def gather(settings: Settings, spark: Any = None, now: float | None = None) -> d
         "pid": p.get("pid") if running else None,
         "uptime_seconds": round(now - float(p["started_at"]), 1) if running and p.get("started_at") else None,
         "model_version": p.get("model_version"),
+        "models": p.get("models"),  # with a registry alias: champion and challenger, and the swaps
+        "model_swaps": {k: p.get("totals", {}).get(k, 0) for k in ("model_swaps", "model_swap_failures")},
         "topics": {"input": settings.input_topic, "output": settings.output_topic, "dead_letters": settings.dlq_topic},
         "last_batch": None,
         "events_per_second": round(float(p.get("processed_rows_per_second") or 0.0), 1) if running else 0.0,
@@ -94,6 +96,12 @@ def render(st: dict[str, Any]) -> str:
     else:
         head += f"not running (last state: {st['state']})"
     head += f", model {st['model_version'] or '?'}"
+    challenger = (st.get("models") or {}).get("challenger")
+    if challenger:
+        head += f" (challenger {challenger['version']} shadow-scoring)"
+    swaps = st.get("model_swaps") or {}
+    if swaps.get("model_swaps") or swaps.get("model_swap_failures"):
+        head += f", {swaps['model_swaps']} model swaps, {swaps['model_swap_failures']} refused"
     t = st["topics"]
     lines = [head, f"  topics: {t['input']} -> {t['output']}, dead letters to {t['dead_letters']}"]
     b = st["last_batch"]

@@ -46,6 +46,7 @@ class ProgressListener(StreamingQueryListener):
         previous = read_progress(path) or {}
         self.query_id: str | None = None
         self.closed = False
+        self.restarting = False  # a model swap stops the query on purpose, then starts it on the same checkpoint
         # the listener bus and the Avro re-planning thread (registry pauses) call in from different threads
         self._lock = threading.RLock()
         self.state: dict[str, Any] = {
@@ -75,6 +76,30 @@ class ProgressListener(StreamingQueryListener):
         with self._lock:
             self.state["updated_at"] = time.time()
             write_progress(self.path, self.state)
+
+    def set_models(self, models: dict[str, Any], swapped: bool = False, failed: int = 0) -> None:
+        """Record the models serving (``{"champion": {...}, "challenger": {...} | None}``), a swap, refusals.
+
+        The shadow figures start again when the pair of models changes.
+        """
+        with self._lock:
+            totals = self.state["totals"]
+            totals["model_swaps"] = totals.get("model_swaps", 0) + int(swapped)
+            totals["model_swap_failures"] = totals.get("model_swap_failures", 0) + failed
+            self.state["models"] = models
+            self.state["model_version"] = models["champion"]["version"]
+            challenger = models.get("challenger")
+            pair = [models["champion"]["version"], challenger["version"]] if challenger else None
+            shadow = self.state.get("shadow")
+            if pair is None:
+                self.state["shadow"] = None
+            elif shadow is None or shadow.get("pair") != pair:
+                self.state["shadow"] = {"pair": pair, "rows": 0, "agree": 0, "abs_diff_sum": 0.0}
+            self._save()
+
+    def expect_restart(self) -> None:
+        """The next stop is a re-plan (a model swap): the query's run ends, the scorer does not."""
+        self.restarting = True
 
     def registry_paused(self, schema_id: int, attempt: int) -> None:
         """A batch waits for the schema registry (called on every retry: it doubles as a heartbeat).
@@ -161,6 +186,11 @@ class ProgressListener(StreamingQueryListener):
                 drift["buckets"] = add_to_window(
                     drift["buckets"], counts, time.time(), drift["bucket_s"], drift["window_s"]
                 )
+            shadow = self.state.get("shadow")
+            if shadow is not None and "shadow_rows" in row:
+                shadow["rows"] += int(row["shadow_rows"])
+                shadow["agree"] += int(row["shadow_agree"])
+                shadow["abs_diff_sum"] += float(row["shadow_abs_diff_sum"] or 0.0)
             quantiles = row["latency_ms_p50_p99"]
             if quantiles:
                 self.state["latency_p50_seconds"] = quantiles[0] / 1000.0
@@ -189,7 +219,10 @@ class ProgressListener(StreamingQueryListener):
         """
         if self.closed or str(event.id) != self.query_id:
             return
-        if event.exception and UNPLANNED_SCHEMA_ID in str(event.exception):
+        if (event.exception and UNPLANNED_SCHEMA_ID in str(event.exception)) or (
+            self.restarting and not event.exception
+        ):
+            self.restarting = False
             self._save()
             return
         self.closed = True

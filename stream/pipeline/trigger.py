@@ -72,3 +72,11 @@ def parse_trigger(text: str) -> dict[str, object]:
 def is_real_time(trigger: str) -> bool:
     """Whether the trigger setting selects Spark's real-time mode."""
     return trigger.strip().lower().startswith("real-time")
+
+
+def trigger_interval_s(trigger: str) -> float | None:
+    """The processing-time trigger's interval in seconds (None for any other trigger)."""
+    kind, _, arg = trigger.strip().partition("=")
+    if kind.strip().lower() != "processing-time" or not _DURATION.match(arg or ""):
+        return None
+    return _seconds(arg)

@@ -114,3 +114,21 @@ def test_a_stop_while_paused_on_the_registry_ends_cleanly_without_a_new_plan():
     assert q.status["isTriggerActive"] is False
     q.stop()
     assert not q.isActive and q.exception() is None and len(plans) == 1
+
+
+def test_a_requested_replan_stops_the_run_between_batches_and_plans_again_with_the_same_ids():
+    """A model swap on Avro input: ``replan`` waits for the new run, planned for the ids already known."""
+    plans: list[dict] = []
+
+    def plan(verdicts):
+        plans.append(dict(verdicts))
+        return FakeQuery(len(plans))
+
+    q = ReplanningQuery(plan, Verdicts(), known_ids=[3, 5]).start()  # type: ignore[arg-type]
+    try:
+        first = q.runId
+        q.replan(interval_s=None, timeout_s=10)
+        assert q.runId != first and len(plans) == 2
+        assert sorted(plans[1]) == [3, 5] and q.isActive and q.replans == 1
+    finally:
+        q.stop()

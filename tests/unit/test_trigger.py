@@ -42,3 +42,22 @@ def test_a_malformed_trigger_names_the_forms_that_work(text):
 def test_real_time_is_recognised_with_or_without_an_interval():
     assert is_real_time("real-time") and is_real_time("Real-Time=5m")
     assert not is_real_time("processing-time=1s")
+
+
+def test_the_processing_time_interval_is_read_for_the_graceful_stop():
+    from stream.pipeline.trigger import trigger_interval_s
+
+    assert trigger_interval_s("processing-time=250ms") == 0.25
+    assert trigger_interval_s("processing-time=2s") == 2.0
+    assert trigger_interval_s("available-now") is None
+    assert trigger_interval_s("real-time=5s") is None
+
+
+def test_a_graceful_stop_keeps_clear_of_the_next_processing_time_trigger(monkeypatch):
+    from stream.app import graceful
+
+    # Spark fires at each multiple of the interval since the epoch: 1000.25, 1000.50, ...
+    for now, clear in ((1000.01, True), (1000.19, True), (1000.21, False), (1000.249, False)):
+        monkeypatch.setattr(graceful.time, "time", lambda n=now: n)
+        assert graceful._clear_of_next_trigger(0.25) is clear, now
+    assert graceful._clear_of_next_trigger(None) is True

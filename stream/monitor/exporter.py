@@ -134,15 +134,45 @@ def build_metrics(progress: dict[str, Any] | None, up: bool, feedback: dict[str,
           1.0 if pause else 0.0)
     gauge("registry_paused_seconds", "How long the current registry pause has lasted (0 when not paused)",
           max(0.0, time.time() - float(pause["since"])) if pause else 0.0)
-    info = GaugeMetricFamily(PREFIX + "model_info", "The model version in use", labels=["model_version"])
-    info.add_metric([str(progress.get("model_version", "unknown"))], 1.0)
-    out.append(info)
+    out += model_metrics(progress)
     levels = CounterMetricFamily(PREFIX + "predictions_by_level", "Predictions written, by risk level",
                                  labels=["risk_level"])
     for level in LEVELS:
         levels.add_metric([level], (t.get("levels") or {}).get(level, 0))
     out.append(levels)
     return out + drift_metrics(progress.get("drift"), time.time()) + quality_metrics(feedback, time.time())
+
+
+def model_metrics(progress: dict[str, Any]) -> list[Metric]:
+    """The models serving (by alias), the swaps, and the challenger's agreement with the champion (shadow)."""
+    t = progress.get("totals", {})
+    info = GaugeMetricFamily(PREFIX + "model_info", "The model versions in use, by alias (champion scores, "
+                             "challenger shadow-scores)", labels=["model_version", "alias"])
+    models = progress.get("models") or {"champion": {"version": progress.get("model_version", "unknown")}}
+    for alias, m in sorted(models.items()):
+        if m:
+            info.add_metric([str(m["version"]), alias], 1.0)
+    swaps = CounterMetricFamily(PREFIX + "model_swaps", "Model swaps done at a batch boundary")
+    swaps.add_metric([], t.get("model_swaps", 0))
+    failures = CounterMetricFamily(PREFIX + "model_swap_failures", "Model versions refused (fetch, verify or load "
+                                   "failed); the old model kept serving")
+    failures.add_metric([], t.get("model_swap_failures", 0))
+    out: list[Metric] = [info, swaps, failures]
+    shadow = progress.get("shadow")
+    if shadow and shadow.get("rows"):
+        labels = ["champion_version", "challenger_version"]
+        pair = [str(v) for v in shadow["pair"]]
+        for name, doc, value in (
+            ("shadow_agreement_ratio", "Share of events both models put at the same risk level",
+             shadow["agree"] / shadow["rows"]),
+            ("shadow_probability_abs_diff_mean", "Mean |challenger - champion| probability",
+             shadow["abs_diff_sum"] / shadow["rows"]),
+            ("shadow_events", "Events shadow-scored by this pair of models", float(shadow["rows"])),
+        ):
+            g = GaugeMetricFamily(PREFIX + name, doc, labels=labels)
+            g.add_metric(pair, value)
+            out.append(g)
+    return out
 
 
 class SnapshotCollector:

@@ -10,7 +10,8 @@ from prometheus_client import CollectorRegistry, generate_latest
 from stream.monitor.exporter import SnapshotCollector, build_metrics, scorer_is_up
 from stream.monitor.listener import empty_totals, read_progress, write_progress
 
-ALLOWED_LABELS = {"error_code", "topic", "phase", "quantile", "model_version", "le", "feature", "risk_level"}
+ALLOWED_LABELS = {"error_code", "topic", "phase", "quantile", "model_version", "le", "feature", "risk_level", "alias",
+                  "champion_version", "challenger_version"}
 
 
 def _progress(**changes):
@@ -201,3 +202,24 @@ def test_the_listener_keeps_a_drift_window_that_survives_restarts_and_the_export
     other = {**ref, "levels": [1, 1, 1]}
     ProgressListener(path, "q", "2.0.0", drift_reference=other, drift_window_s=600)
     assert read_progress(path)["drift"]["buckets"] == []
+
+
+def test_model_metrics_show_both_aliases_swaps_failures_and_the_shadow_agreement():
+    from stream.monitor.exporter import build_metrics
+
+    totals = {**empty_totals(), "model_swaps": 2, "model_swap_failures": 1}
+    progress = _progress(
+        totals=totals,
+        models={"champion": {"version": "2.0.0", "number": 2}, "challenger": {"version": "3.0.0", "number": 3}},
+        shadow={"pair": ["2.0.0", "3.0.0"], "rows": 200, "agree": 150, "abs_diff_sum": 9.0},
+    )
+    samples = {(s.name, tuple(sorted(s.labels.items()))): s.value
+               for fam in build_metrics(progress, True) for s in fam.samples}
+    assert samples[("heartrisk_model_info", (("alias", "champion"), ("model_version", "2.0.0")))] == 1
+    assert samples[("heartrisk_model_info", (("alias", "challenger"), ("model_version", "3.0.0")))] == 1
+    assert samples[("heartrisk_model_swaps_total", ())] == 2
+    assert samples[("heartrisk_model_swap_failures_total", ())] == 1
+    pair = (("challenger_version", "3.0.0"), ("champion_version", "2.0.0"))
+    assert samples[("heartrisk_shadow_agreement_ratio", pair)] == 0.75
+    assert samples[("heartrisk_shadow_probability_abs_diff_mean", pair)] == 0.045
+    assert samples[("heartrisk_shadow_events", pair)] == 200

@@ -27,7 +27,7 @@ def test_promtool_check_config_and_rules():
     assert r.returncode == 0, r.stdout + r.stderr
     r = _promtool("check", "rules", "heartrisk.rules.yml")
     assert r.returncode == 0, r.stdout + r.stderr
-    assert "SUCCESS: 14 rules found" in r.stdout
+    assert "SUCCESS: 15 rules found" in r.stdout
 
 
 def test_every_alert_rule_has_a_passing_unit_test():
@@ -61,7 +61,9 @@ def _exported_names() -> set[str]:
              "buckets": add_to_window([], counts, time.time(), 60.0, 3600.0)}
     progress = {"drift": drift, "state": "active", "last_progress_at": 9e18, "totals": empty_totals(),
                 "latency_p50_seconds": 0.1, "latency_p99_seconds": 0.2, "offsets_behind_latest": {"t": 0},
-                "phase_durations_seconds": {"addBatch": 0.1}}
+                "phase_durations_seconds": {"addBatch": 0.1},
+                "models": {"champion": {"version": "1.0.0"}, "challenger": {"version": "2.0.0"}},
+                "shadow": {"pair": ["1.0.0", "2.0.0"], "rows": 10, "agree": 9, "abs_diff_sum": 0.5}}
     from stream.monitor.quality import add_to_window as add_outcomes
     from stream.monitor.quality import empty_quality
 

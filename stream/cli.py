@@ -18,7 +18,7 @@ from typing import Any
 
 from stream import __version__
 from stream.config import SPECS, Settings, load_settings, settings_in
-from stream.errors import HeartriskError
+from stream.errors import ConfigError, HeartriskError
 from stream.spec import GROUPS
 
 logger = logging.getLogger(__name__)
@@ -42,6 +42,18 @@ class _Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescription
         return super()._get_help_string(action)
 
 
+def _unechoed(spec: Any) -> Any:
+    """A secret flag's parser whose error never repeats the value (argparse's own message would)."""
+    def parse(text: str) -> Any:
+        try:
+            return spec.parse(text)
+        except (ValueError, ConfigError) as exc:
+            msg = f"invalid value (it is secret and not shown): expected {spec.metavar or 'a value'}"
+            raise argparse.ArgumentTypeError(msg) from exc
+
+    return parse
+
+
 def add_settings(parser: argparse.ArgumentParser, names: Sequence[str]) -> None:
     """Add one flag per named setting, in one help section per settings group."""
     sections: dict[str, Any] = {}
@@ -54,7 +66,7 @@ def add_settings(parser: argparse.ArgumentParser, names: Sequence[str]) -> None:
         sections[spec.group].add_argument(
             spec.flag,
             dest=f"setting_{name}",
-            type=spec.parse,
+            type=_unechoed(spec) if spec.secret else spec.parse,
             default=None,
             metavar=spec.metavar or ("N" if isinstance(default, int) else name.split("_")[-1].upper()),
             help=f"{spec.help} [env: {spec.env}{shown}]",
@@ -258,7 +270,10 @@ def build_parser() -> argparse.ArgumentParser:
          _opt("--dead-letters", action="store_true", help="follow the dead-letter topic instead"),
          _opt("--risk-level", default=None, help="only these levels, e.g. High or High,Medium"),
          _opt("--patient", default=None, help="only this patient_id"),
-         _opt("--json", action="store_true", help="print the records unchanged"),
+         _opt("--json", action="store_true", help="print the records as JSON (control characters escaped; "
+              "a dead letter's copy of the original bytes hidden unless --show-payload)"),
+         _opt("--show-payload", action="store_true",
+              help="with --dead-letters --json: show key_base64/value_base64, the original (patient) data"),
          _opt("--from-beginning", action="store_true", help="start at the oldest record"),
          _opt("--max-messages", type=int, default=0, help="stop after this many records; 0 = never"),
          _opt("--idle-timeout", type=float, default=0.0,

@@ -14,7 +14,10 @@ from typing import Any
 
 from stream.errors import ConfigError
 
-SECRET_HINTS = ("password", "secret", "jaas", "token", "credential", "key.password")
+# any option key holding one of these names a secret: SASL (jaas, password, OAuth bearer config and client
+# secret), TLS private keys and their passwords (ssl.key.pem, ssl.keystore.key, ssl.key.password, ...)
+SECRET_HINTS = ("password", "secret", "jaas", "token", "credential", "oauthbearer.config", "ssl.key.pem",
+                "ssl.keystore.key", "private", "user.info", "userinfo", "keytab")
 REDACTED = "***"
 
 
@@ -40,6 +43,9 @@ def parse_kv(text: str) -> dict[str, str]:
             msg = f"expected key=value, got {part!r}"
             raise ConfigError(msg)
         k, v = part.split("=", 1)
+        if not k.strip():
+            msg = f"expected key=value, got an empty key in {part!r}"
+            raise ConfigError(msg)
         out[k.strip()] = v.strip()
     return out
 

@@ -96,6 +96,7 @@ def tail_command(args: argparse.Namespace, s: Settings) -> int:
         from_beginning=args.from_beginning,
         max_messages=args.max_messages,
         timeout_s=args.idle_timeout,
+        show_payload=args.show_payload,
     )
     return 0
 

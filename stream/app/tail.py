@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import sys
 import time
 import uuid
@@ -12,21 +13,43 @@ from typing import Any, TextIO
 from confluent_kafka import Consumer, KafkaError, TopicPartition
 
 from stream.config import Settings
+from stream.contract.codes import CONTROL_CHARS
 
 COLOURS = {"High": "\033[31m", "Medium": "\033[33m", "Low": "\033[32m", "DLQ": "\033[35m"}
 RESET = "\033[0m"
+_CONTROL = re.compile(CONTROL_CHARS)
+PAYLOAD_FIELDS = ("key_base64", "value_base64")  # a dead letter's copy of the original bytes: patient data
+HIDDEN = "(hidden: --show-payload)"
+
+
+def escape_controls(text: str) -> str:
+    """Control characters (C0, DEL, C1) as JSON-style u-escapes: a record never drives the operator's terminal.
+
+    In a JSON text they can only stand inside strings (or make it invalid anyway), where the
+    escape reads back as the same character.
+    """
+    return _CONTROL.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
+
+
+def _s(value: Any) -> str:
+    return escape_controls(str(value))
+
+
+def hide_payload(rec: dict[str, Any]) -> dict[str, Any]:
+    """A dead letter without its copy of the original key and value."""
+    return {k: (HIDDEN if k in PAYLOAD_FIELDS and v is not None else v) for k, v in rec.items()}
 
 
 def format_prediction(rec: dict[str, Any], colour: bool) -> str:
     """One line for a prediction."""
     level = rec.get("risk_level", "?")
     why = ", ".join(
-        f"{c['field']}={c['value']} ({c['contribution']:+.2f})" for c in rec.get("contributions") or []
+        f"{_s(c['field'])}={_s(c['value'])} ({c['contribution']:+.2f})" for c in rec.get("contributions") or []
     )
-    imputed = f" imputed={','.join(rec['imputed_fields'])}" if rec.get("imputed_fields") else ""
+    imputed = f" imputed={_s(','.join(rec['imputed_fields']))}" if rec.get("imputed_fields") else ""
     line = (
-        f"{rec.get('scored_at', '')} {level:<6} p={rec.get('probability', float('nan')):.3f} "
-        f"patient={rec.get('patient_id')} event={rec.get('event_id')} model={rec.get('model_version')} "
+        f"{_s(rec.get('scored_at', ''))} {_s(level):<6} p={rec.get('probability', float('nan')):.3f} "
+        f"patient={_s(rec.get('patient_id'))} event={_s(rec.get('event_id'))} model={_s(rec.get('model_version'))} "
         f"why: {why}{imputed}"
     )
     return f"{COLOURS.get(level, '')}{line}{RESET}" if colour else line
@@ -34,7 +57,7 @@ def format_prediction(rec: dict[str, Any], colour: bool) -> str:
 
 def format_dead_letter(rec: dict[str, Any], colour: bool) -> str:
     """One line for a dead letter (ids and the reason, never the payload)."""
-    line = (
+    line = _s(
         f"{rec.get('failed_at', '')} {rec.get('error_code')} [{rec.get('stage')}] "
         f"{rec.get('topic')}/{rec.get('partition')}@{rec.get('offset')} event={rec.get('event_id')} "
         f"{rec.get('error_detail') or ''}"
@@ -88,10 +111,13 @@ def tail(
     colour: bool | None = None,
     start_offsets: dict[int, int] | None = None,
     until: Callable[[], bool] | None = None,
+    show_payload: bool = False,
 ) -> int:
     """Print records until interrupted, ``max_messages`` are shown, ``timeout_s`` passes idle, or ``until()``.
 
     ``until`` is asked at least every half second (``heartrisk run``: has the scorer died?).
+    Control characters are always escaped. With ``raw_json``, a dead letter's copy of the
+    original key and value (patient data) is shown only with ``show_payload``.
 
     Returns:
         The number of records shown.
@@ -134,8 +160,8 @@ def tail(
                 continue
             if risk_levels and not dead_letters and rec.get("risk_level") not in risk_levels:
                 continue
-            text = (value.decode("utf-8", "replace") if value[:1] != b"\x00" else json.dumps(rec)) if raw_json else None
-            out.write((text if text is not None else fmt(rec, colour)) + "\n")
+            out.write(_raw(value, rec, dead_letters, show_payload) if raw_json else fmt(rec, colour))
+            out.write("\n")
             out.flush()
             shown += 1
             if max_messages and shown >= max_messages:
@@ -145,3 +171,11 @@ def tail(
     finally:
         consumer.close()
     return shown
+
+
+def _raw(value: bytes, rec: dict[str, Any], dead_letter: bool, show_payload: bool) -> str:
+    """The record as JSON: unchanged (control characters escaped), or a dead letter without its payload."""
+    if dead_letter and not show_payload and rec:
+        return json.dumps(hide_payload(rec))
+    text = value.decode("utf-8", "replace") if value[:1] != b"\x00" else json.dumps(rec)
+    return escape_controls(text)

@@ -44,6 +44,14 @@ class WriterSchema:
         return json.loads(self.schema_str)
 
 
+def plain_http_off_host(url: str) -> bool:
+    """True for an ``http://`` URL to anything but this machine (credentials would cross a network in clear)."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    return parts.scheme == "http" and (parts.hostname or "") not in ("localhost", "127.0.0.1", "::1")
+
+
 def subject_for(topic: str) -> str:
     """The TopicNameStrategy subject of a topic's values."""
     return f"{topic}-value"
@@ -58,6 +66,11 @@ class SchemaRegistry:
         conf: dict[str, Any] = {"url": url, "timeout": timeout_s, "max.retries": 1}
         if user_info:
             conf["basic.auth.user.info"] = user_info
+            if plain_http_off_host(url):
+                logger.warning(
+                    'event="registry credentials over plain http" url="%s" detail="the password travels '
+                    'unencrypted: use an https:// HEARTRISK_SCHEMA_REGISTRY_URL"', redact_url(url),
+                )
         self.url = url
         self.client = SchemaRegistryClient.new_client(conf)
         self._cache: dict[int, WriterSchema] = {}

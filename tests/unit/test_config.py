@@ -75,3 +75,49 @@ def test_settings_are_declared_once_with_groups_and_closed_choices():
     assert SPECS["engine"].default == "compiled" and SPECS["trigger"].default == "processing-time=250ms"
     with pytest.raises(ConfigError, match="HEARTRISK_ENGINE='fast' is invalid: must be one of compiled | pipeline"):
         load_settings(environ={"HEARTRISK_ENGINE": "fast"})
+
+
+def test_every_kafka_secret_key_is_redacted_and_paths_and_names_are_not():
+    from stream.spec import is_secret
+
+    secret = ("sasl.jaas.config", "sasl.password", "sasl.oauthbearer.config", "sasl.oauthbearer.client.secret",
+              "ssl.key.password", "ssl.keystore.password", "ssl.truststore.password", "ssl.keystore.key",
+              "ssl.key.pem", "basic.auth.user.info", "sasl.kerberos.keytab")
+    plain = ("bootstrap.servers", "security.protocol", "sasl.mechanism", "sasl.username", "ssl.ca.location",
+             "ssl.keystore.location", "ssl.certificate.location")
+    assert [k for k in secret if not is_secret(k)] == []
+    assert [k for k in plain if is_secret(k)] == []
+    s = load_settings({"kafka_options": {"ssl.key.pem": "-----BEGIN PRIVATE KEY-----abc", "sasl.username": "u"}})
+    assert "BEGIN PRIVATE" not in repr(s)
+    assert s.redacted()["kafka_options"] == {"ssl.key.pem": "***", "sasl.username": "u"}
+
+
+def test_a_malformed_secret_flag_or_variable_is_never_echoed(capsys):
+    import pytest
+
+    from stream.cli import main
+    from stream.errors import ConfigError
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["score", "--kafka-options", "sasl.password"])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert "sasl.password" not in err and "secret and not shown" in err
+    with pytest.raises(ConfigError) as e:
+        load_settings(environ={"HEARTRISK_KAFKA_OPTIONS": "sasl.jaas.config=x y,=hunter2"})
+    assert "hunter2" not in str(e.value) and "secret and not shown" in str(e.value)
+
+
+def test_registry_credentials_over_plain_http_to_another_host_are_warned_about(caplog):
+    from stream.contract.registry import SchemaRegistry, plain_http_off_host
+
+    assert plain_http_off_host("http://registry.hospital:8081/apis/ccompat/v7")
+    assert not plain_http_off_host("https://registry.hospital:8081")
+    assert not plain_http_off_host("http://localhost:8081")
+    with caplog.at_level("WARNING"):
+        SchemaRegistry("http://registry.hospital:8081", "user:hunter2")
+    assert "registry credentials over plain http" in caplog.text and "hunter2" not in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        SchemaRegistry("https://registry.hospital:8081", "user:hunter2")
+    assert "plain http" not in caplog.text

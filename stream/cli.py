@@ -11,15 +11,19 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import json
 import logging
+import os
 import sys
+import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
 from stream import __version__
-from stream.config import SPECS, Settings, load_settings, settings_in
-from stream.errors import ConfigError, HeartriskError
-from stream.spec import GROUPS
+from stream.config import Settings, settings_in
+from stream.errors import HeartriskError
+from stream.flags import Formatter, add_settings, settings_from_args
+from stream.logs import setup_logging
 
 logger = logging.getLogger(__name__)
 
@@ -33,58 +37,11 @@ STREAM = ("query_name", "checkpoint_dir", "trigger", "max_offsets_per_trigger", 
           "progress_tracking", "warm_up", "lag_group")
 
 
-class _Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
-    """Shows defaults, except on settings, whose help already names env var and default."""
-
-    def _get_help_string(self, action: argparse.Action) -> str | None:
-        if action.dest.startswith("setting_") or action.default in (None, False):
-            return action.help
-        return super()._get_help_string(action)
-
-
-def _unechoed(spec: Any) -> Any:
-    """A secret flag's parser whose error never repeats the value (argparse's own message would)."""
-    def parse(text: str) -> Any:
-        try:
-            return spec.parse(text)
-        except (ValueError, ConfigError) as exc:
-            msg = f"invalid value (it is secret and not shown): expected {spec.metavar or 'a value'}"
-            raise argparse.ArgumentTypeError(msg) from exc
-
-    return parse
-
-
-def add_settings(parser: argparse.ArgumentParser, names: Sequence[str]) -> None:
-    """Add one flag per named setting, in one help section per settings group."""
-    sections: dict[str, Any] = {}
-    for name in names:
-        spec = SPECS[name]
-        if spec.group not in sections:
-            sections[spec.group] = parser.add_argument_group(f"{GROUPS[spec.group]} (flag > environment > default)")
-        default = spec.default
-        shown = "" if default in ({}, "") else f", default: {default}"
-        sections[spec.group].add_argument(
-            spec.flag,
-            dest=f"setting_{name}",
-            type=_unechoed(spec) if spec.secret else spec.parse,
-            default=None,
-            metavar=spec.metavar or ("N" if isinstance(default, int) else name.split("_")[-1].upper()),
-            help=f"{spec.help} [env: {spec.env}{shown}]",
-        )
-
-
-def settings_from_args(args: argparse.Namespace) -> Settings:
-    """Resolve the settings once, at the entry point."""
-    overrides: dict[str, Any] = {
-        k.removeprefix("setting_"): v for k, v in vars(args).items() if k.startswith("setting_")
-    }
-    return load_settings(overrides)
-
-
 def _new(sub: Any, name: str, help_: str, handler: str, settings: Sequence[str], *options: Option) -> Any:
     """A subcommand: its settings (groups or names), its handler ``module:function``, its own options."""
-    p = sub.add_parser(name, help=help_, description=help_, formatter_class=_Formatter)
-    add_settings(p, settings_in(*settings))
+    p = sub.add_parser(name, help=help_, description=help_, formatter_class=Formatter)
+    names = settings_in(*settings)
+    add_settings(p, names + (("log_format",) if "log_level" in names and "log_format" not in names else ()))
     for flags, kwargs in options:
         p.add_argument(*flags, **kwargs)
     p.set_defaults(handler=handler)
@@ -92,7 +49,7 @@ def _new(sub: Any, name: str, help_: str, handler: str, settings: Sequence[str],
 
 
 def _group(sub: Any, name: str, help_: str, description: str | None = None) -> Any:
-    p = sub.add_parser(name, help=help_, description=description or help_, formatter_class=_Formatter)
+    p = sub.add_parser(name, help=help_, description=description or help_, formatter_class=Formatter)
     return p.add_subparsers(dest=f"{name}_command", metavar="ACTION", required=True)
 
 
@@ -108,7 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
             "Real-time heart-disease risk scoring of patient events on Kafka.\n"
             "Every option can also be set by its HEARTRISK_* environment variable."
         ),
-        formatter_class=_Formatter,
+        formatter_class=Formatter,
     )
     parser.add_argument("--version", action="version", version=f"heartrisk {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="show stack traces and debug logs")
@@ -324,33 +281,34 @@ def resolve_handler(target: str) -> Handler:
     return handler
 
 
-def setup_logging(level: str, verbose: bool) -> None:
-    """Configure handlers once, here."""
-    logging.basicConfig(
-        level=logging.DEBUG if verbose else getattr(logging, level.upper(), logging.INFO),
-        format="%(asctime)s %(levelname)s %(name)s %(message)s",
-        stream=sys.stderr,
-    )
-    for noisy in ("py4j", "kafka", "urllib3", "httpx", "httpx2", "httpcore"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``heartrisk``; return the exit code."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    command = " ".join(str(v) for k, v in sorted(vars(args).items()) if k == "command" or k.endswith("_command"))
+    code, audit = 1, logging.DEBUG
+    started = time.monotonic()
     try:
         settings = settings_from_args(args)
-        setup_logging(settings.log_level, args.verbose)
-        return resolve_handler(args.handler)(args, settings)
+        setup_logging(settings.log_level, args.verbose, settings.log_format)
+        audit = logging.INFO if settings.log_format == "json" else logging.DEBUG  # text: only with --verbose
+        logger.log(audit, 'event="command started" command="%s" pid=%d settings=%s', command, os.getpid(),
+                   json.dumps(settings.redacted(), default=str, sort_keys=True))
+        code = resolve_handler(args.handler)(args, settings)
+        return code
     except HeartriskError as exc:
         if args.verbose:
             logger.exception("failed")
         print(f"heartrisk: error: {exc}", file=sys.stderr)
-        return exc.exit_code
+        code = exc.exit_code
+        return code
     except KeyboardInterrupt:
         print("heartrisk: interrupted", file=sys.stderr)
-        return 130
+        code = 130
+        return code
+    finally:
+        logger.log(audit, 'event="command finished" command="%s" exit_code=%d seconds=%.1f', command, code,
+                   time.monotonic() - started)
 
 
 if __name__ == "__main__":

@@ -27,9 +27,11 @@ InputFormat = Literal["json", "avro", "auto"]
 OutputFormat = Literal["json", "avro"]
 RegistryUnavailablePolicy = Literal["pause", "dead-letter"]
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR"]
+LogFormat = Literal["text", "json"]
 Engine = Literal["compiled", "pipeline"]
 ProgressTracking = Literal["async", "sync"]
 OnOff = Literal["on", "off"]
+DeadLetterPayload = Literal["kept", "hashed"]
 PROGRESS_FILE = "heartrisk-progress.json"
 
 
@@ -63,15 +65,10 @@ class Settings:
     )
     output_format: OutputFormat = setting("json", "predictions as json | avro (Confluent-framed)", "formats",
                                           choice(*get_args(OutputFormat)))
-    schema_registry_url: str = setting(
-        "http://localhost:8081/apis/ccompat/v7",
-        "Confluent-compatible schema registry URL (the local one: `heartrisk registry up`)",
-        "formats",
-    )
-    schema_registry_user_info: str = setting(
-        "", "registry basic-auth credentials as user:password (better: the env var, or _FILE)",
-        "formats", secret=True, metavar="USER:PASSWORD",
-    )
+    schema_registry_url: str = setting("http://localhost:8081/apis/ccompat/v7", "Confluent-compatible schema "
+                                       "registry URL (the local one: `heartrisk registry up`)", "formats")
+    schema_registry_user_info: str = setting("", "registry basic-auth credentials as user:password (better: the "
+                                             "env var, or _FILE)", "formats", secret=True, metavar="USER:PASSWORD")
     registry_unavailable: RegistryUnavailablePolicy = setting(
         "pause",
         "when a writer schema cannot be fetched: pause (wait, lose nothing) | dead-letter",
@@ -100,19 +97,13 @@ class Settings:
                                        ".mlflow-local/ (SQLite, no server)", "model")
     model_check_interval: float = setting(30.0, "seconds between the scorer's checks of the registry's aliases",
                                           "model", positive_float)
-    engine: Engine = setting(
-        "compiled",
-        "scoring engine: compiled (the fitted pipeline as column arithmetic) | pipeline (PipelineModel.transform)",
-        "scorer", choice(*get_args(Engine)),
-    )
+    engine: Engine = setting("compiled", "scoring engine: compiled (the fitted pipeline as column arithmetic) | "
+                             "pipeline (PipelineModel.transform)", "scorer", choice(*get_args(Engine)))
     # The scorer.
     query_name: str = setting("heartrisk-scorer", "streaming query name; also its checkpoint folder name", "scorer")
     checkpoint_dir: str = setting("checkpoints", "parent of the checkpoint folders (any Hadoop path)", "scorer")
-    trigger: str = setting(
-        "processing-time=250ms",
-        "processing-time=<duration> | available-now | real-time[=<checkpoint interval>]",
-        "scorer",
-    )
+    trigger: str = setting("processing-time=250ms", "processing-time=<duration> | available-now | "
+                           "real-time[=<checkpoint interval>]", "scorer")
     max_offsets_per_trigger: int = setting(200_000, "cap on events read per micro-batch", "scorer", positive_int)
     warm_up: OnOff = setting(
         "on",
@@ -141,6 +132,9 @@ class Settings:
     progress_file: str = setting("", "progress file the scorer writes and the exporter reads "
                                  "(default: <checkpoint>/heartrisk-progress.json, or .run/ for a remote checkpoint)",
                                  "scorer")
+    dead_letter_payload: DeadLetterPayload = setting(
+        "kept", "what a dead letter keeps of the original key and value: kept (base64, for replay) | hashed (sha256 "
+        "and sizes only: no patient data on the dead-letter topic)", "scorer", choice(*get_args(DeadLetterPayload)))
     drift: OnOff = setting("on", "count each batch's valid events per training bin, for the drift metrics: on | off",
                            "scorer", choice(*get_args(OnOff)), metavar="on|off")
     drift_window: float = setting(3600.0, "seconds of events the drift metrics (PSI, level mix, missing) cover",
@@ -152,6 +146,8 @@ class Settings:
                                             "spark.executor.instances=3)", "spark", parse_kv, metavar="K=V,...")
     log_level: LogLevel = setting("INFO", "log level: DEBUG | INFO | WARNING | ERROR", "general",
                                   choice(*get_args(LogLevel), upper=True))
+    log_format: LogFormat = setting("text", "text | json (one JSON object per line, audit events marked, for a "
+                                    "SIEM)", "general", choice(*get_args(LogFormat)), metavar="text|json")
     # The sidecar exporter.
     pushgateway: str = setting("localhost:9091", "Prometheus Pushgateway address (host:port or URL)", "exporter")
     exporter_port: int = setting(9108, "port of the exporter's /metrics and /healthz", "exporter", port)

@@ -69,20 +69,27 @@ def prediction_avro(schema_id: int) -> Column:
     return F.concat(F.unhex(F.lit(header_hex(schema_id))), to_avro(_prediction_struct(), prediction_schema()))
 
 
-def dead_letter_key() -> Column:
-    """The dead letter's Kafka key: the original key, cut to ``MAX_DEAD_LETTER_KEY_BYTES``."""
+def dead_letter_key(hashed: bool = False) -> Column:
+    """The dead letter's Kafka key: the original key cut to ``MAX_DEAD_LETTER_KEY_BYTES``, or its sha256 (hex)."""
+    if hashed:
+        return F.sha2(F.col("key"), 256).cast("binary")
     return F.when(F.octet_length(F.col("key")) > MAX_DEAD_LETTER_KEY_BYTES,
                   F.substring(F.col("key"), 1, MAX_DEAD_LETTER_KEY_BYTES)).otherwise(F.col("key"))
 
 
-def dead_letter_value() -> Column:
-    """The dead letter as JSON (see schemas/dead_letter.v1.schema.json)."""
+def dead_letter_value(hashed: bool = False) -> Column:
+    """The dead letter as JSON (see schemas/dead_letter.v1.schema.json).
+
+    ``hashed``: no copy of the original key or value, only their sha256 and sizes (``payload: hashed``).
+    """
     key_size = F.octet_length(F.col("key"))
     size = F.octet_length(F.col("value"))
-    truncated = F.coalesce(size > MAX_DEAD_LETTER_VALUE_BYTES, F.lit(False))
+    truncated = F.coalesce(size > MAX_DEAD_LETTER_VALUE_BYTES, F.lit(False)) & F.lit(not hashed)
     kept = F.when(truncated, F.substring(F.col("value"), 1, MAX_DEAD_LETTER_VALUE_BYTES)).otherwise(
         F.col("value")
     )
+    none = F.lit(None).cast("string")
+    extra = [F.lit("hashed").alias("payload"), F.sha2(F.col("key"), 256).alias("key_sha256")] if hashed else []
     return F.to_json(
         F.struct(
             F.col(ERROR_CODE).alias("error_code"),
@@ -93,15 +100,16 @@ def dead_letter_value() -> Column:
             F.col("partition"),
             F.col("offset"),
             _iso(F.col("timestamp")).alias("timestamp"),
-            F.base64(dead_letter_key()).alias("key_base64"),
+            (none if hashed else F.base64(dead_letter_key())).alias("key_base64"),
             key_size.alias("key_size"),
-            F.coalesce(key_size > MAX_DEAD_LETTER_KEY_BYTES, F.lit(False)).alias("key_truncated"),
-            F.base64(kept).alias("value_base64"),
+            (F.coalesce(key_size > MAX_DEAD_LETTER_KEY_BYTES, F.lit(False)) & F.lit(not hashed)).alias("key_truncated"),
+            (none if hashed else F.base64(kept)).alias("value_base64"),
             size.alias("value_size"),
             truncated.alias("value_truncated"),
             F.sha2(F.col("value"), 256).alias("value_sha256"),
             F.lit(__version__).alias("scorer_version"),
             _iso(F.col("scored_at")).alias("failed_at"),
+            *extra,
         ),
         {"ignoreNullFields": "false"},
     )
@@ -124,6 +132,7 @@ def encode_output(df: DataFrame, settings: Settings, prediction_schema_id: int |
     With ``prediction_schema_id`` (the registry id of prediction.v1.avsc) predictions are framed Avro.
     """
     ok = F.col(ERROR_CODE).isNull()
+    hashed = settings.dead_letter_payload == "hashed"
     avro = prediction_schema_id is not None
     prediction = (
         prediction_avro(prediction_schema_id) if prediction_schema_id is not None else prediction_value().cast("binary")
@@ -143,8 +152,8 @@ def encode_output(df: DataFrame, settings: Settings, prediction_schema_id: int |
     )
     columns = [
         F.when(ok, F.lit(settings.output_topic)).otherwise(F.lit(settings.dlq_topic)).alias("topic"),
-        F.when(ok, F.col("patient_id").cast("binary")).otherwise(dead_letter_key()).alias("key"),
-        F.when(ok, prediction).otherwise(dead_letter_value().cast("binary")).alias("value"),
+        F.when(ok, F.col("patient_id").cast("binary")).otherwise(dead_letter_key(hashed)).alias("key"),
+        F.when(ok, prediction).otherwise(dead_letter_value(hashed).cast("binary")).alias("value"),
         F.when(ok, headers_ok).otherwise(headers_bad).alias("headers"),
     ]
     if SHADOW_VERSION not in df.columns:

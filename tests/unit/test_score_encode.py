@@ -127,6 +127,30 @@ def test_encode_routes_predictions_and_dead_letters_with_their_headers(spark, mo
     }
 
 
+def test_hashed_dead_letters_keep_no_patient_data_and_still_validate(spark, model):
+    import hashlib
+
+    import jsonschema
+
+    from stream.contract.schema import load_json
+
+    secret_key, secret_value = b"patient-4711", b'{"patient_id": "patient-4711", "Age": "x"'
+    raw = _raw(spark, [(secret_key, secret_value), (None, b"")])
+    hashed = dataclasses.replace(SETTINGS, dead_letter_payload="hashed")
+    first, second = encode_output(build_scores(raw, model), hashed).collect()
+    letter = json.loads(first.value)
+    assert first.key == hashlib.sha256(secret_key).hexdigest().encode(), "the Kafka key is the key's sha256"
+    assert (letter["key_base64"], letter["value_base64"], letter["payload"]) == (None, None, "hashed")
+    assert letter["key_sha256"] == hashlib.sha256(secret_key).hexdigest()
+    assert letter["value_sha256"] == hashlib.sha256(secret_value).hexdigest()
+    assert (letter["key_size"], letter["value_size"]) == (len(secret_key), len(secret_value))
+    assert b"4711" not in first.value, "no trace of the patient in the dead letter"
+    schema = load_json("dead_letter.v1.schema.json")
+    for row in (first, second):
+        jsonschema.validate(json.loads(row.value), schema)
+    assert second.key is None and json.loads(second.value)["error_code"] == "EMPTY_VALUE"
+
+
 def test_sink_options_default_and_yield_to_the_users_kafka_options():
     opts = kafka_sink_options(SETTINGS)
     assert opts["kafka.bootstrap.servers"] == "localhost:9092"

@@ -78,7 +78,10 @@ def build_parser() -> argparse.ArgumentParser:
     _new(kafka, "up", "start the brokers (idempotent) and create the default topics", f"{svc}:kafka_up", LOCAL_BROKER,
          _opt("--brokers", type=int, default=None, metavar="N",
               help="how many brokers (each also a KRaft controller); broker i listens on the ports + 2*(i-1) "
-                   "(default: as many as last started here, else 1)"))
+                   "(default: as many as last started here, else 1)"),
+         _opt("--secure", action="store_true",
+              help="one broker with SASL_SSL (SCRAM-SHA-512) on the port and mutual TLS on the port + 2, a local CA, "
+                   "users admin/scorer/producer/operator with ACLs; prints their credentials files"))
     _new(kafka, "down", "stop every local broker cleanly; no process is left behind", f"{svc}:kafka_down",
          LOCAL_BROKER)
     _new(kafka, "status", "print each broker and its pid, then topics: end offsets, leaders, in-sync replicas",

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, Literal, get_args
 
 from stream import spec as sp
+from stream.credentials import KafkaCredentials
 from stream.errors import ConfigError
 from stream.paths import PROJECT_ROOT, resolve
 from stream.spec import GROUPS, Spec, choice, parse_kv, port, positive_float, positive_int, setting
@@ -51,6 +52,8 @@ class Settings:
         "passed to Spark as kafka.<k> and to confluent-kafka as is",
         "kafka", parse_kv, secret=True, metavar="K=V,...",
     )
+    kafka_security_file: str = setting("", "credentials file (JSON: security protocol, SASL user, TLS CA and client "
+                                       "certificate), turned into each client's options; see README", "kafka")
     input_topic: str = setting("patient-events", "topic the EHR systems publish patient events to", "topics")
     output_topic: str = setting("risk-predictions", "topic the risk predictions are written to", "topics")
     dlq_topic: str = setting("patient-events-dlq", "dead-letter topic for rejected events", "topics")
@@ -58,22 +61,17 @@ class Settings:
                                 "(never read by alerting)", "topics")
     partitions: int = setting(3, "partitions per topic when creating topics", "topics", positive_int)
     # Formats and the schema registry (Confluent wire format for Avro).
-    input_format: InputFormat = setting(
-        "json",
-        "json | avro (Confluent-framed, schema id from the registry) | auto (first byte 0 = Avro, else JSON)",
-        "formats", choice(*get_args(InputFormat)),
-    )
+    input_format: InputFormat = setting("json", "json | avro (Confluent-framed, schema id from the registry) | auto "
+                                        "(first byte 0 = Avro, else JSON)", "formats", choice(*get_args(InputFormat)))
     output_format: OutputFormat = setting("json", "predictions as json | avro (Confluent-framed)", "formats",
                                           choice(*get_args(OutputFormat)))
     schema_registry_url: str = setting("http://localhost:8081/apis/ccompat/v7", "Confluent-compatible schema "
                                        "registry URL (the local one: `heartrisk registry up`)", "formats")
     schema_registry_user_info: str = setting("", "registry basic-auth credentials as user:password (better: the "
                                              "env var, or _FILE)", "formats", secret=True, metavar="USER:PASSWORD")
-    registry_unavailable: RegistryUnavailablePolicy = setting(
-        "pause",
-        "when a writer schema cannot be fetched: pause (wait, lose nothing) | dead-letter",
-        "formats", choice(*get_args(RegistryUnavailablePolicy)),
-    )
+    registry_unavailable: RegistryUnavailablePolicy = setting("pause", "when a writer schema cannot be fetched: pause "
+                                                              "(wait, lose nothing) | dead-letter", "formats",
+                                                              choice(*get_args(RegistryUnavailablePolicy)))
     # The local services (`heartrisk kafka ...`, `heartrisk registry ...`).
     registry_port: int = setting(8081, "port of the local schema registry", "local_registry", port)
     registry_state_dir: str = setting(".registry-local", "directory for the local registry's pid file, log and "
@@ -228,18 +226,21 @@ class Settings:
         """Bootstrap address of the local broker."""
         return f"localhost:{self.kafka_port}"
 
+    def credentials(self) -> KafkaCredentials | None:
+        """The credentials file's content, or None."""
+        return KafkaCredentials.load(self.path(self.kafka_security_file)) if self.kafka_security_file else None
+
     def kafka_client_config(self, **extra: Any) -> dict[str, Any]:
-        """Options for a confluent-kafka client."""
-        conf: dict[str, Any] = {"bootstrap.servers": self.bootstrap_servers}
-        conf.update(self.kafka_options)
-        conf.update(extra)
-        return conf
+        """Options for a confluent-kafka client: the credentials in librdkafka's dialect, then the raw options."""
+        creds = self.credentials()
+        conf: dict[str, Any] = {"bootstrap.servers": self.bootstrap_servers, **(creds.librdkafka() if creds else {})}
+        return {**conf, **self.kafka_options, **extra}
 
     def spark_kafka_options(self) -> dict[str, str]:
-        """``kafka.*`` options for Spark's Kafka source and sink."""
-        opts = {"kafka.bootstrap.servers": self.bootstrap_servers}
-        opts.update({f"kafka.{k}": str(v) for k, v in self.kafka_options.items()})
-        return opts
+        """``kafka.*`` options for Spark's Kafka source and sink: the credentials in Java's dialect, then the raw."""
+        creds = self.credentials()
+        opts = {"bootstrap.servers": self.bootstrap_servers, **(creds.java() if creds else {}), **self.kafka_options}
+        return {f"kafka.{k}": str(v) for k, v in opts.items()}
 
     def fingerprint(self) -> dict[str, str]:
         """What a checkpoint is bound to: changing any of these breaks it."""

@@ -12,14 +12,24 @@ def kafka_up(args: argparse.Namespace, s: Settings) -> int:
     from stream.local.kafka_cluster import LocalKafka
     from stream.local.topics import describe_topics
 
-    kafka = LocalKafka.from_settings(s, args.brokers)
+    kafka = LocalKafka.from_settings(s, args.brokers, secure=args.secure)
     started = kafka.up(topics=[s.input_topic, s.output_topic, s.dlq_topic, s.shadow_topic])
     pids = kafka.pids()
-    what = "broker" if kafka.size == 1 else f"{kafka.size}-broker cluster"
+    what = "secure broker" if kafka.secure else "broker" if kafka.size == 1 else f"{kafka.size}-broker cluster"
     state = "started" if len(started) == kafka.size else "already running" if not started else (
         f"running (started broker {', '.join(map(str, started))})")
     print(f"{what} {state} at {kafka.bootstrap} (pid {', '.join(str(p) for p in pids.values())})")
-    for t in describe_topics(kafka.bootstrap):
+    if kafka.secure:
+        from stream.local.secure import USERS, SecurityDir, create_acls
+
+        node = kafka.nodes[0]
+        acls = create_acls({"bootstrap.servers": kafka.bootstrap, **kafka.admin_conf()}, s)
+        sec = SecurityDir(kafka.state_dir)
+        print(f"  SASL_SSL (SCRAM-SHA-512) on localhost:{node.port}, mutual TLS on localhost:{node.tls_port}; "
+              f"{acls} ACLs; credentials files (HEARTRISK_KAFKA_SECURITY_FILE):")
+        for user in USERS:
+            print(f"    {user}: {sec.credentials_file(user)} (mutual TLS: {sec.credentials_file(user, True)})")
+    for t in describe_topics(kafka.bootstrap, kafka.admin_conf()):
         print(f"  topic {t.name}: {t.partitions} partitions, {t.messages} messages")
     return 0
 
@@ -56,7 +66,7 @@ def kafka_status(args: argparse.Namespace, s: Settings) -> int:
         pid = pids[node.node_id]
         state = f"running, pid {pid}" if pid else "DOWN"
         print(f"broker {node.node_id}: {state}, {node.bootstrap}, state {node.state_dir}")
-    for t in describe_topics(kafka.bootstrap):
+    for t in describe_topics(kafka.bootstrap, kafka.admin_conf()):
         ends = " ".join(f"p{i}={o}" for i, o in enumerate(t.end_offsets))
         print(f"  {t.name}: {t.partitions} partitions, end offsets {ends} (total {t.messages})")
         leaders = " ".join(f"p{i}={'none' if b < 0 else b}" for i, b in enumerate(t.leaders))
@@ -80,12 +90,11 @@ def kafka_topics(args: argparse.Namespace, s: Settings) -> int:
     from stream.local.topics import describe_topics, ensure_topics
 
     bootstrap = s.bootstrap_servers
-    created = ensure_topics(
-        bootstrap, [s.input_topic, s.output_topic, s.dlq_topic, s.shadow_topic], s.partitions, dict(s.kafka_options)
-    )
+    conf = {k: str(v) for k, v in s.kafka_client_config().items() if k != "bootstrap.servers"}
+    created = ensure_topics(bootstrap, [s.input_topic, s.output_topic, s.dlq_topic, s.shadow_topic], s.partitions, conf)
     for name in created:
         print(f"created {name}")
-    for t in describe_topics(bootstrap, dict(s.kafka_options)):
+    for t in describe_topics(bootstrap, conf):
         print(f"{t.name}\t{t.partitions}\t{t.messages}")
     return 0
 

@@ -25,6 +25,7 @@ from stream.config import Settings
 from stream.errors import BrokerError
 from stream.local.jvm import classpath_jars, java_major_version
 from stream.local.processes import live_pid, port_in_use, stop_recorded, tail
+from stream.local.secure import SecurityDir
 from stream.local.topics import ensure_topics
 
 __all__ = ["LocalBroker", "port_in_use", "tail"]
@@ -63,6 +64,9 @@ class LocalBroker:
     node_id: int = 1
     # every controller of the quorum as (node id, controller port); () = this node alone
     voters: tuple[tuple[int, int], ...] = ()
+    # `kafka up --secure`: SASL_SSL on ``port``, mutual TLS on ``tls_port`` (stream.local.secure)
+    secure: bool = False
+    tls_port: int = 0
 
     @classmethod
     def from_settings(cls, s: Settings) -> LocalBroker:
@@ -119,16 +123,20 @@ class LocalBroker:
         rf = self.replication
         min_isr = 2 if rf >= 3 else 1
         voters = ",".join(f"{n}@localhost:{p}" for n, p in self.voters or ((self.node_id, self.controller_port),))
-        return "\n".join(
-            [
-                "process.roles=broker,controller",
-                f"node.id={self.node_id}",
-                f"controller.quorum.voters={voters}",
+        listeners = SecurityDir(self.state_dir).server_properties(self.port, self.tls_port, self.controller_port) \
+            if self.secure else [
                 f"listeners=PLAINTEXT://localhost:{self.port},CONTROLLER://localhost:{self.controller_port}",
                 f"advertised.listeners=PLAINTEXT://localhost:{self.port}",
                 "controller.listener.names=CONTROLLER",
                 "inter.broker.listener.name=PLAINTEXT",
                 "listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+            ]
+        return "\n".join(
+            [
+                "process.roles=broker,controller",
+                f"node.id={self.node_id}",
+                f"controller.quorum.voters={voters}",
+                *listeners,
                 f"log.dirs={self.data_dir}",
                 f"num.partitions={self.default_partitions}",
                 f"default.replication.factor={rf}",
@@ -168,15 +176,16 @@ class LocalBroker:
             return
         cluster_id = cluster_id or new_cluster_id()
         # "--cluster-id=<id>": a base64 id may start with "-", which argparse would read as a flag
+        scram = SecurityDir(self.state_dir).scram_arguments() if self.secure else []
         cmd = self._java_cmd(
-            "kafka.tools.StorageTool", "format", f"--cluster-id={cluster_id}", "-c", str(self.config_file)
+            "kafka.tools.StorageTool", "format", f"--cluster-id={cluster_id}", "-c", str(self.config_file), *scram
         )
         proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
         if proc.returncode != 0:
-            msg = (
-                f"formatting Kafka storage in {self.data_dir} failed: "
-                f"{(proc.stderr or proc.stdout).strip()[-400:]}"
-            )
+            said = (proc.stderr or proc.stdout).strip()[-400:]
+            for arg in scram:  # never print a SCRAM password
+                said = said.replace(arg, "--add-scram ***")
+            msg = f"formatting Kafka storage in {self.data_dir} failed: {said}"
             raise BrokerError(msg)
         logger.info('event="storage formatted" dir="%s" cluster_id="%s"', self.data_dir, cluster_id)
 
@@ -193,8 +202,16 @@ class LocalBroker:
         proc = self.spawn()
         if proc is not None:
             self.wait_ready(proc, timeout_s)
-        ensure_topics(self.bootstrap, topics, self.default_partitions)
+        ensure_topics(self.bootstrap, topics, self.default_partitions, self.admin_conf())
         return proc is not None
+
+    def admin_conf(self) -> dict[str, str]:
+        """What the broker's own admin connections need beyond the address (the admin user when secure)."""
+        if not self.secure:
+            return {}
+        from stream.credentials import KafkaCredentials
+
+        return KafkaCredentials.load(SecurityDir(self.state_dir).credentials_file("admin")).librdkafka()
 
     def spawn(self, cluster_id: str | None = None) -> subprocess.Popen[bytes] | None:
         """Start the node's JVM unless it runs (no wait); None when it was already running.
@@ -205,7 +222,9 @@ class LocalBroker:
         if self.pid() is not None:
             return None
         java_major_version()
-        for port in (self.port, self.controller_port):
+        if self.secure:
+            SecurityDir(self.state_dir).create()
+        for port in (self.port, self.controller_port, *((self.tls_port,) if self.secure else ())):
             if port_in_use(port):
                 msg = (
                     f"port {port} is already in use by another process: stop it, or choose "
@@ -214,6 +233,7 @@ class LocalBroker:
                 raise BrokerError(msg)
         self.state_dir.mkdir(parents=True, exist_ok=True)
         self.config_file.write_text(self.server_properties())
+        self.config_file.chmod(0o600)  # a secure broker's holds its key password
         (self.state_dir / "log4j2.properties").write_text(LOG4J2)
         self._format_storage(cluster_id)
         with open(self.log_file, "ab") as log:
@@ -246,7 +266,7 @@ class LocalBroker:
                 raise BrokerError(msg)
             if admin is None and port_in_use(self.port):
                 # Only talk Kafka once the port listens, so librdkafka does not log refusals.
-                admin = AdminClient({"bootstrap.servers": self.bootstrap})
+                admin = AdminClient({"bootstrap.servers": self.bootstrap, **self.admin_conf()})
             try:
                 if admin is not None and self.node_id in admin.list_topics(timeout=2).brokers:
                     return

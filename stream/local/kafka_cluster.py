@@ -25,6 +25,7 @@ from stream.config import Settings
 from stream.errors import BrokerError, ConfigError
 from stream.local.broker import START_TIMEOUT_S, STOP_TIMEOUT_S, LocalBroker, is_our_broker, new_cluster_id
 from stream.local.processes import alive, live_pid
+from stream.local.secure import SecurityDir
 from stream.local.topics import ensure_topics
 
 logger = logging.getLogger(__name__)
@@ -43,18 +44,33 @@ class LocalKafka:
     jvm_dir: Path
     heap: str = "1g"
     default_partitions: int = 3
+    secure: bool = False  # one broker with SASL_SSL and mutual TLS (stream.local.secure)
 
     @classmethod
-    def from_settings(cls, s: Settings, brokers: int | None = None) -> LocalKafka:
-        """From the settings: ``brokers`` nodes, else as many as were last started, else one."""
+    def from_settings(cls, s: Settings, brokers: int | None = None, secure: bool = False) -> LocalKafka:
+        """From the settings: ``brokers`` nodes, else as many as were last started, else one.
+
+        A local broker once started ``secure`` stays secure (its storage holds the SCRAM users).
+
+        Raises:
+            ConfigError: fewer than 1 broker, secure with more than one, or a plain broker's storage made secure.
+        """
         state = s.path(s.kafka_state_dir)
         n = brokers if brokers is not None else recorded_size(state) or 1
         if n < 1:
             msg = "--brokers must be at least 1 (3 for a cluster that survives the loss of a broker)"
             raise ConfigError(msg)
+        made_secure = SecurityDir(state).exists
+        if secure and not made_secure and (state / "data" / "meta.properties").exists():
+            msg = (f"the local broker in {state} was made without --secure: its storage has no SCRAM users. "
+                   f"Run `heartrisk kafka down && rm -rf {state}` first (this deletes its topics)")
+            raise ConfigError(msg)
+        if (secure or made_secure) and n != 1:
+            msg = "--secure runs one broker (SASL_SSL and mutual TLS); a secure replicated cluster is not built yet"
+            raise ConfigError(msg)
         step = [NODE_PORT_STEP * i for i in range(n)]
         return cls(state, tuple(s.kafka_port + d for d in step), tuple(s.kafka_controller_port + d for d in step),
-                   s.path(s.jvm_dir), s.kafka_heap, s.partitions)
+                   s.path(s.jvm_dir), s.kafka_heap, s.partitions, secure or made_secure)
 
     @property
     def size(self) -> int:
@@ -64,9 +80,10 @@ class LocalKafka:
     @property
     def nodes(self) -> list[LocalBroker]:
         """The nodes, node id 1 first."""
-        if self.size == 1:
+        if self.size == 1:  # a secure broker's mutual-TLS listener: the client port + NODE_PORT_STEP
             return [LocalBroker(self.state_dir, self.ports[0], self.controller_ports[0], self.jvm_dir, self.heap,
-                                self.default_partitions)]
+                                self.default_partitions, secure=self.secure,
+                                tls_port=self.ports[0] + NODE_PORT_STEP if self.secure else 0)]
         voters = tuple((i + 1, p) for i, p in enumerate(self.controller_ports))
         home = self.state_dir / f"cluster-{self.size}"
         return [LocalBroker(home / f"node-{i + 1}", port, cport, self.jvm_dir, self.heap, self.default_partitions,
@@ -123,8 +140,12 @@ class LocalKafka:
             for node, _ in spawned:
                 node.down()
             raise
-        ensure_topics(self.bootstrap, topics, self.default_partitions)
+        ensure_topics(self.bootstrap, topics, self.default_partitions, self.admin_conf())
         return [node.node_id for node, _ in spawned]
+
+    def admin_conf(self) -> dict[str, str]:
+        """What an admin connection needs beyond the address (the admin user of a secure broker)."""
+        return self.nodes[0].admin_conf()
 
     def _cluster_id(self) -> str | None:
         """The id every node of a cluster is formatted with (kept next to them); None for one node."""

@@ -18,7 +18,7 @@ STAGES = ("source", "decode", "validate", "score", "encode", "sink")
 # package -> the stream packages/modules it may import (besides itself)
 ALLOWED = {
     "stream.contract": {"stream.config", "stream.errors", "stream.spec"},
-    "stream.local": {"stream.config", "stream.errors", "stream.spec"},
+    "stream.local": {"stream.config", "stream.credentials", "stream.errors", "stream.spec"},
     "stream.model": {"stream.config", "stream.errors", "stream.spec", "stream.contract"},
     "stream.pipeline": {"stream.config", "stream.errors", "stream.spec", "stream.contract", "stream.model"},
     "stream.monitor": {"stream.config", "stream.errors", "stream.spec", "stream.contract", "stream.pipeline.columns"},

@@ -41,7 +41,9 @@ def _new(sub: Any, name: str, help_: str, handler: str, settings: Sequence[str],
     """A subcommand: its settings (groups or names), its handler ``module:function``, its own options."""
     p = sub.add_parser(name, help=help_, description=help_, formatter_class=Formatter)
     names = settings_in(*settings)
-    add_settings(p, names + (("log_format",) if "log_level" in names and "log_format" not in names else ()))
+    names += tuple(extra for has, extra in (("log_level", "log_format"), ("schema_registry_url", "tls_ca_file"))
+                   if has in names and extra not in names)
+    add_settings(p, names)
     for flags, kwargs in options:
         p.add_argument(*flags, **kwargs)
     p.set_defaults(handler=handler)

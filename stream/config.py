@@ -103,11 +103,8 @@ class Settings:
     trigger: str = setting("processing-time=250ms", "processing-time=<duration> | available-now | "
                            "real-time[=<checkpoint interval>]", "scorer")
     max_offsets_per_trigger: int = setting(200_000, "cap on events read per micro-batch", "scorer", positive_int)
-    warm_up: OnOff = setting(
-        "on",
-        "run the plan once on an empty read of the input topic before the stream starts (JSON input): on | off",
-        "scorer", choice(*get_args(OnOff)), metavar="on|off",
-    )
+    warm_up: OnOff = setting("on", "run the plan once on an empty read of the input topic before the stream starts "
+                             "(JSON input): on | off", "scorer", choice(*get_args(OnOff)), metavar="on|off")
     progress_tracking: ProgressTracking = setting(
         "async",
         "how the Kafka sink records progress: async (checkpoint writes off each batch's critical path; after a "
@@ -115,12 +112,9 @@ class Settings:
         "scorer", choice(*get_args(ProgressTracking)), metavar="async|sync",
     )
     starting_offsets: str = setting("earliest", "where a new query starts: earliest | latest | JSON", "scorer")
-    field_ranges: Mapping[str, str] = setting(
-        {},
-        "widen or narrow a numeric clinical field's allowed range, Field=lo:hi,... (the event contract's "
-        "ranges otherwise; e.g. Cholesterol=100:700)",
-        "scorer", parse_kv, metavar="FIELD=LO:HI,...",
-    )
+    field_ranges: Mapping[str, str] = setting({}, "widen or narrow a numeric clinical field's allowed range, "
+                                              "Field=lo:hi,... (the event contract's ranges otherwise; e.g. "
+                                              "Cholesterol=100:700)", "scorer", parse_kv, metavar="FIELD=LO:HI,...")
     lag_group: str = setting(
         "auto",
         "Kafka consumer group the scorer mirrors its committed offsets to after each batch, so Kafka's own "
@@ -147,7 +141,12 @@ class Settings:
     log_format: LogFormat = setting("text", "text | json (one JSON object per line, audit events marked, for a "
                                     "SIEM)", "general", choice(*get_args(LogFormat)), metavar="text|json")
     # The sidecar exporter.
-    pushgateway: str = setting("localhost:9091", "Prometheus Pushgateway address (host:port or URL)", "exporter")
+    pushgateway: str = setting("localhost:9091", "Prometheus Pushgateway address (host:port or URL; https:// for "
+                               "TLS)", "exporter")
+    pushgateway_user_info: str = setting("", "Pushgateway basic-auth credentials as user:password (better: the env "
+                                         "var, or _FILE)", "exporter", secret=True, metavar="USER:PASSWORD")
+    tls_ca_file: str = setting("", "PEM CA file trusted for https:// registry and Pushgateway URLs (default: the "
+                               "system's)", "exporter")
     exporter_port: int = setting(9108, "port of the exporter's /metrics and /healthz", "exporter", port)
     exporter_interval: float = setting(5.0, "seconds between pushes", "exporter", positive_float)
     stale_after: float = setting(60.0, "seconds without query progress after which the scorer counts as down",

@@ -161,10 +161,6 @@ class KafkaCredentials:
             target.chmod(0o600)
         return target
 
-    def properties(self) -> str:
-        """The Java dialect as a client properties file (Kafka's own command-line tools)."""
-        return "".join(f"{k}={v}\n" for k, v in self.java().items())
-
 
 def _jaas_quote(value: str) -> str:
     return value.replace("\\", "\\\\").replace('"', '\\"')

@@ -113,6 +113,8 @@ def exporter_command(args: argparse.Namespace, s: Settings) -> int:
         stale_after_s=s.stale_after,
         port=s.exporter_port,
         feedback_path=s.feedback().progress_path,
+        user_info=s.pushgateway_user_info,
+        ca_file=str(s.path(s.tls_ca_file)) if s.tls_ca_file else "",
     )
     return run_exporter(cfg)
 

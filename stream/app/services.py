@@ -80,7 +80,10 @@ def kafka_groups(args: argparse.Namespace, s: Settings) -> int:
     from stream.local.topics import consumer_groups_tool
 
     extra = ["--describe", "--group", args.group] if args.group else ["--list"]
-    code, out = consumer_groups_tool(s.bootstrap_servers, s.path(s.jvm_dir), *extra)
+    creds = s.credentials()
+    java = {**(creds.java() if creds else {}), **s.kafka_options}
+    props = "".join(f"{k}={v}\n" for k, v in java.items())
+    code, out = consumer_groups_tool(s.bootstrap_servers, s.path(s.jvm_dir), *extra, client_properties=props)
     print(out.rstrip())
     return code
 

@@ -60,10 +60,12 @@ def subject_for(topic: str) -> str:
 class SchemaRegistry:
     """Fetch writer schemas by id (cached) and register schemas under subjects."""
 
-    def __init__(self, url: str, user_info: str = "", timeout_s: float = TIMEOUT_S) -> None:
+    def __init__(self, url: str, user_info: str = "", timeout_s: float = TIMEOUT_S, ca_file: str = "") -> None:
         from confluent_kafka.schema_registry import SchemaRegistryClient
 
         conf: dict[str, Any] = {"url": url, "timeout": timeout_s, "max.retries": 1}
+        if ca_file:
+            conf["ssl.ca.location"] = ca_file
         if user_info:
             conf["basic.auth.user.info"] = user_info
             if plain_http_off_host(url):
@@ -79,7 +81,8 @@ class SchemaRegistry:
     @classmethod
     def from_settings(cls, settings: Settings) -> SchemaRegistry:
         """Build from the settings object."""
-        return cls(settings.schema_registry_url, settings.schema_registry_user_info)
+        ca = str(settings.path(settings.tls_ca_file)) if settings.tls_ca_file else ""
+        return cls(settings.schema_registry_url, settings.schema_registry_user_info, ca_file=ca)
 
     def __repr__(self) -> str:
         return f"SchemaRegistry({redact_url(self.url)!r})"

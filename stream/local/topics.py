@@ -182,17 +182,27 @@ def describe_topics(
 GROUPS_TOOL = "org.apache.kafka.tools.consumer.group.ConsumerGroupCommand"
 
 
-def consumer_groups_tool(bootstrap: str, jvm_dir: Path, *args: str, timeout_s: float = 60.0) -> tuple[int, str]:
+def consumer_groups_tool(
+    bootstrap: str, jvm_dir: Path, *args: str, timeout_s: float = 60.0, client_properties: str = ""
+) -> tuple[int, str]:
     """Run the broker's own ``kafka-consumer-groups`` tool (from the Maven-resolved jars); (exit code, output).
+
+    ``client_properties`` (Java client options, e.g. a secure cluster's) go in a private temporary file.
 
     Raises:
         SetupError: the broker's jars were never resolved (``make setup``).
     """
     import subprocess
+    import tempfile
 
     from stream.local.jvm import classpath_jars
 
     cp = ":".join(str(j) for j in classpath_jars("kafka", jvm_dir))
     cmd = ["java", "-Xmx256m", "-cp", cp, GROUPS_TOOL, "--bootstrap-server", bootstrap, *args]
-    done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s, check=False)
+    with tempfile.NamedTemporaryFile("w", suffix=".properties") as props:  # created 0600
+        if client_properties:
+            props.write(client_properties)
+            props.flush()
+            cmd += ["--command-config", props.name]
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s, check=False)
     return done.returncode, done.stdout + done.stderr

@@ -18,7 +18,7 @@ import signal
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import FrameType
@@ -31,6 +31,7 @@ from prometheus_client.exposition import delete_from_gateway, push_to_gateway
 from stream.monitor.drift import LEVELS
 from stream.monitor.model_metrics import PREFIX, drift_metrics, quality_metrics
 from stream.monitor.progress import read_progress
+from stream.monitor.push import push_handler, warn_if_clear_text
 from stream.pipeline.columns import LATENCY_BUCKETS
 
 logger = logging.getLogger(__name__)
@@ -52,6 +53,8 @@ class ExporterConfig:
     port: int = 9108
     job: str = JOB
     feedback_path: Path | None = None  # the feedback query's progress file, when it runs
+    user_info: str = field(default="", repr=False)  # Pushgateway basic auth, user:password
+    ca_file: str = ""  # CA trusted for an https:// Pushgateway
 
 
 def scorer_is_up(progress: dict[str, Any] | None, stale_after_s: float, now: float | None = None) -> bool:
@@ -206,6 +209,8 @@ class Exporter:
         self.pushes = 0
         self.push_failures = 0
         self.server: ThreadingHTTPServer | None = None
+        self.handler = push_handler(cfg.user_info, cfg.ca_file)
+        warn_if_clear_text(cfg.pushgateway, cfg.user_info)
 
     @property
     def grouping_key(self) -> dict[str, str]:
@@ -222,7 +227,8 @@ class Exporter:
     def push(self) -> None:
         """Replace our group on the Pushgateway (raises on failure)."""
         push_to_gateway(
-            self.cfg.pushgateway, job=self.cfg.job, registry=self.registry, grouping_key=self.grouping_key, timeout=5
+            self.cfg.pushgateway, job=self.cfg.job, registry=self.registry, grouping_key=self.grouping_key, timeout=5,
+            handler=self.handler,
         )
         self.pushes += 1
 
@@ -285,7 +291,8 @@ class Exporter:
     def shutdown(self) -> None:
         """Delete our group (best effort) and stop serving."""
         try:
-            delete_from_gateway(self.cfg.pushgateway, job=self.cfg.job, grouping_key=self.grouping_key, timeout=5)
+            delete_from_gateway(self.cfg.pushgateway, job=self.cfg.job, grouping_key=self.grouping_key, timeout=5,
+                                handler=self.handler)
             logger.info('event="group deleted" instance="%s"', self.cfg.instance)
         except OSError as exc:
             logger.warning('event="group not deleted" error="%s"', exc)

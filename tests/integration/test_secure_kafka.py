@@ -89,6 +89,7 @@ def test_1000_events_end_to_end_with_every_tool_on_the_secure_broker(secure, mtl
     text = log.read_text()
     assert code == 0, text[-3000:]
     outputs.append(text)
+    assert "secure-scorer" in run("scorer", "kafka", "groups"), "Kafka's own tool, with the Java dialect"
     leaked = [p for p in _passwords(sec) if any(p in o for o in outputs)]
     assert leaked == [], "no password or key appears in any output"
     with capsys.disabled():

@@ -15,7 +15,9 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+import tempfile
 from functools import cache
+from pathlib import Path
 from typing import Any
 
 import jsonschema
@@ -147,7 +149,7 @@ def test_kafka_replicates_every_write_to_three_brokers(overlay):
     conf = kafka["spec"]["kafka"]["config"]
     assert (conf["default.replication.factor"], conf["min.insync.replicas"]) == (3, 2)
     assert (conf["transaction.state.log.replication.factor"], conf["transaction.state.log.min.isr"]) == (3, 2)
-    cm = one(overlay, "ConfigMap")["data"]
+    cm = one(overlay, "ConfigMap", "heartrisk-config")["data"]
     topics = [d for d in rendered(overlay) if d["kind"] == "KafkaTopic"]
     assert {t["metadata"]["name"] for t in topics} == {cm[k] for k in ("HEARTRISK_INPUT_TOPIC",
                                                                        "HEARTRISK_OUTPUT_TOPIC", "HEARTRISK_DLQ_TOPIC")}
@@ -165,7 +167,7 @@ def test_production_kafka_enforces_the_scorers_acls_on_its_only_listener():
     assert kafka["authorization"] == {"type": "simple"}
     (listener,) = kafka["listeners"]
     assert listener["tls"] is True and listener["authentication"] == {"type": "scram-sha-512"}
-    cm = one("production", "ConfigMap")["data"]
+    cm = one("production", "ConfigMap", "heartrisk-config")["data"]
     assert cm["HEARTRISK_BOOTSTRAP_SERVERS"].endswith(f":{listener['port']}")
     user = one("production", "KafkaUser")
     acls = {(a["resource"].get("name"), tuple(a["operations"])) for a in user["spec"]["authorization"]["acls"]}
@@ -212,12 +214,19 @@ def test_references_resolve(overlay):
     assert binding["subjects"][0]["name"] == app["driver"]["serviceAccount"]
     assert ("Role", binding["roleRef"]["name"]) in names
     volumes = {v["name"]: v for v in app["volumes"]}
-    for c in (app["driver"], app["driver"]["sidecars"][0]):
-        for mount in c["volumeMounts"]:
-            claim = volumes[mount["name"]]["persistentVolumeClaim"]["claimName"]
-            assert ("PersistentVolumeClaim", claim) in names
-            assert mount["mountPath"] == one(overlay, "ConfigMap")["data"]["HEARTRISK_CHECKPOINT_DIR"]
-        for ref in c["envFrom"]:
+    strimzi = {"heartrisk-scorer", "heartrisk-kafka-cluster-ca-cert"}  # Secrets Strimzi makes for the KafkaUser, CA
+    for c in (app["driver"], app["driver"]["sidecars"][0], app["executor"]):
+        for mount in c.get("volumeMounts", []):
+            volume = volumes[mount["name"]]
+            if "persistentVolumeClaim" in volume:
+                assert ("PersistentVolumeClaim", volume["persistentVolumeClaim"]["claimName"]) in names
+                assert mount["mountPath"] == one(overlay, "ConfigMap", "heartrisk-config")["data"][
+                    "HEARTRISK_CHECKPOINT_DIR"]
+            elif "configMap" in volume:
+                assert ("ConfigMap", volume["configMap"]["name"]) in names
+            else:
+                assert volume["secret"]["secretName"] in strimzi and ("KafkaUser", "heartrisk-scorer") in names
+        for ref in c.get("envFrom", []) if c is not app["executor"] else []:
             if "configMapRef" in ref:
                 assert ("ConfigMap", ref["configMapRef"]["name"]) in names
             else:
@@ -229,7 +238,7 @@ def test_references_resolve(overlay):
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
 def test_the_configmap_sets_only_known_settings_and_they_parse(overlay):
-    data = one(overlay, "ConfigMap")["data"]
+    data = one(overlay, "ConfigMap", "heartrisk-config")["data"]
     assert set(data) <= KNOWN_ENV, set(data) - KNOWN_ENV
     settings = load_settings(environ=data)
     assert settings.spark_master.startswith("k8s://")
@@ -244,3 +253,38 @@ def test_the_secret_example_sets_only_known_settings_and_is_not_deployed():
     assert set(secret["stringData"]) <= KNOWN_ENV
     kust = yaml.safe_load((K8S / "base" / "kustomization.yaml").read_text())
     assert "secret.example.yaml" not in kust["resources"], "a filled-in secret is applied by hand, never from git"
+
+
+def test_production_gives_the_scorer_its_kafka_credentials_file_and_what_it_names():
+    """The credentials file is mounted where the settings say; its password and CA files are mounted too."""
+    from stream.credentials import KafkaCredentials
+
+    cm = one("production", "ConfigMap", "heartrisk-config")["data"]
+    path = Path(cm["HEARTRISK_KAFKA_SECURITY_FILE"])
+    creds_map = one("production", "ConfigMap", "heartrisk-kafka-credentials")
+    content = json.loads(creds_map["data"][path.name])
+    app = one("production", "SparkApplication")["spec"]
+    volumes = {v["name"]: v for v in app["volumes"]}
+    driver = {m["mountPath"]: volumes[m["name"]] for m in app["driver"]["volumeMounts"]}
+    executor = {m["mountPath"]: volumes[m["name"]] for m in app["executor"]["volumeMounts"]}
+    assert driver[str(path.parent)]["configMap"]["name"] == "heartrisk-kafka-credentials"
+    password, ca = Path(content["password_file"]), Path(content["ca_file"])
+    assert driver[str(password.parent)]["secret"]["secretName"] == content["username"] == "heartrisk-scorer"
+    assert password.name == "password" and ca.name == "ca.crt", "the keys of Strimzi's user and CA Secrets"
+    assert driver[str(ca.parent)] == executor[str(ca.parent)], "the executors' Java clients need the CA file"
+    assert str(password.parent) not in executor, "the password stays on the driver"
+    (user,) = [d for d in rendered("production") if d["kind"] == "KafkaUser"]
+    assert user["spec"]["authentication"]["type"] == content["sasl_mechanism"].lower()
+    listener = one("production", "Kafka")["spec"]["kafka"]["listeners"][0]
+    assert content["security_protocol"] == "SASL_SSL" and listener["tls"] is True
+    # the file is what the product reads: with the mounted files in place, both dialects come out
+    root = Path(tempfile.mkdtemp())
+    for f, text in ((password, "pw"), (ca, "CA")):
+        (root / f.relative_to("/")).parent.mkdir(parents=True, exist_ok=True)
+        (root / f.relative_to("/")).write_text(text)
+    local = {**content, "password_file": str(root / password.relative_to("/")),
+             "ca_file": str(root / ca.relative_to("/"))}
+    (root / "kafka.json").write_text(json.dumps(local))
+    creds = KafkaCredentials.load(root / "kafka.json")
+    assert "ScramLoginModule required" in creds.java()["sasl.jaas.config"]
+    assert creds.librdkafka()["sasl.username"] == "heartrisk-scorer"

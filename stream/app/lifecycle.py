@@ -114,6 +114,8 @@ def run_scorer(settings: Settings) -> int:
             except StoppedWhilePaused:  # stopped while the registry was down at start-up: nothing was read
                 logger.info('event="scorer stopped" query="%s"', settings.query_name)
                 return 0
+            if source.failures:  # a challenger refused at start-up
+                listeners[-1].set_models(models.describe(), failed=source.failures)
             while True:
                 await_stop_or_end(query, stop, source.interval if source.follows else None)
                 if stop.is_set() or not query.isActive:

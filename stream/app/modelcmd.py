@@ -3,12 +3,29 @@
 from __future__ import annotations
 
 import argparse
+import functools
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from stream.config import Settings
 
 if TYPE_CHECKING:
     from stream.model.registry import ModelRegistry
+
+
+Command = Callable[[argparse.Namespace, Settings], int]
+
+
+def registry_command(command: Command) -> Command:
+    """A model command whose MLflow errors (a server down, say) end as one clear line, not a traceback."""
+    @functools.wraps(command)
+    def run(args: argparse.Namespace, s: Settings) -> int:
+        from stream.model.registry import answered, tracking_uri
+
+        with answered(tracking_uri(s)):
+            return command(args, s)
+
+    return run
 
 
 def data_convert(args: argparse.Namespace, s: Settings) -> int:
@@ -24,6 +41,7 @@ def data_convert(args: argparse.Namespace, s: Settings) -> int:
     return 0
 
 
+@registry_command
 def train_command(args: argparse.Namespace, s: Settings) -> int:
     """Train a new model version and print its metrics and calibration."""
     from datetime import datetime, timezone
@@ -73,12 +91,15 @@ def _registry(s: Settings) -> ModelRegistry:
     return ModelRegistry.from_settings(s)
 
 
+
+
 def _when(ts: float) -> str:
     from datetime import datetime, timezone
 
     return datetime.fromtimestamp(ts, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+@registry_command
 def model_import(args: argparse.Namespace, s: Settings) -> int:
     """Register a model directory (default: --model-dir's CURRENT version) in the MLflow registry."""
     from pathlib import Path
@@ -100,6 +121,7 @@ def model_import(args: argparse.Namespace, s: Settings) -> int:
     return 0
 
 
+@registry_command
 def model_list(args: argparse.Namespace, s: Settings) -> int:
     """Print every registered version with its metrics, aliases and who registered it when."""
     registry = _registry(s)
@@ -120,6 +142,7 @@ def model_list(args: argparse.Namespace, s: Settings) -> int:
     return 0
 
 
+@registry_command
 def model_show(args: argparse.Namespace, s: Settings) -> int:
     """Print one version: its model.json version, run, metrics, aliases and alias history."""
     import json
@@ -141,6 +164,7 @@ def model_show(args: argparse.Namespace, s: Settings) -> int:
     return 0
 
 
+@registry_command
 def model_promote(args: argparse.Namespace, s: Settings) -> int:
     """Point an alias (champion by default) at a version; the running scorer follows within its check interval."""
     registry = _registry(s)
@@ -152,6 +176,7 @@ def model_promote(args: argparse.Namespace, s: Settings) -> int:
     return 0
 
 
+@registry_command
 def model_rollback(args: argparse.Namespace, s: Settings) -> int:
     """Move an alias back to the version that held it before."""
     registry = _registry(s)
@@ -160,6 +185,7 @@ def model_rollback(args: argparse.Namespace, s: Settings) -> int:
     return 0
 
 
+@registry_command
 def model_unalias(args: argparse.Namespace, s: Settings) -> int:
     """Remove an alias (e.g. challenger, to end shadow scoring)."""
     registry = _registry(s)

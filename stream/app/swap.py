@@ -123,19 +123,21 @@ class ModelSource:
         """Load the challenger into ``into`` if it moved since ``current``; False when it was refused."""
         assert self.registry is not None
         number = self.registry.holder(CHALLENGER)
+        before, serving = current.numbers.get(CHALLENGER), current.challenger
         into.numbers[CHALLENGER] = number
         if number is None:
             into.challenger = None
             return True
-        if current.numbers.get(CHALLENGER) == number and current.challenger is not None:
-            into.challenger = current.challenger
+        if before == number and serving is not None:
+            into.challenger = serving
             return True
         try:
             into.challenger = self._load_number(number, "compiled")  # shadow scoring runs the compiled plan
             return True
         except ModelError as exc:
             self._refuse(CHALLENGER, number, exc)
-            into.challenger, into.numbers[CHALLENGER] = current.challenger, current.numbers.get(CHALLENGER)
+            into.challenger = serving
+            into.numbers[CHALLENGER] = before if serving is not None else None
             return False
 
     def _refuse(self, role: str, number: int, exc: BaseException) -> None:

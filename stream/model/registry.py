@@ -28,6 +28,8 @@ import logging
 import shutil
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,6 +37,7 @@ from typing import Any
 from stream.config import Settings
 from stream.errors import ModelError
 from stream.model.artifact import MODEL_FILE, load_metadata, resolve_model_dir
+from stream.spec import redact_url
 
 logger = logging.getLogger(__name__)
 
@@ -50,6 +53,24 @@ TAG_METRICS = "heartrisk.metrics"
 TAG_HISTORY = "heartrisk.history."
 HISTORY_KEEP = 50
 CARD = "MODEL_CARD.md"
+
+
+@contextmanager
+def answered(uri: str) -> Iterator[None]:
+    """Turn MLflow's errors (a server down, a refused request) into one clear ``ModelError``.
+
+    Raises:
+        ModelError: naming the registry and MLflow's first line.
+    """
+    from mlflow.exceptions import MlflowException
+
+    try:
+        yield
+    except MlflowException as exc:
+        first = str(exc).splitlines()[0][:300] if str(exc) else type(exc).__name__
+        msg = (f"the MLflow registry at {redact_url(uri)} failed: {first}. Check HEARTRISK_MLFLOW_TRACKING_URI "
+               "(and MLFLOW_TRACKING_USERNAME/PASSWORD for a server)")
+        raise ModelError(msg) from exc
 
 
 def tracking_uri(settings: Settings) -> str:
@@ -202,13 +223,14 @@ class ModelRegistry:
         """Every registered version, oldest first (empty when the model is not registered yet)."""
         from mlflow.exceptions import MlflowException
 
-        try:
-            found = self.client.search_model_versions(f"name='{self.name}'")
-        except MlflowException:
+        found = self.client.search_model_versions(f"name='{self.name}'")  # [] for a model not registered yet
+        if not found:
             return []
         try:
             held = {str(a): str(n) for a, n in (self.client.get_registered_model(self.name).aliases or {}).items()}
-        except MlflowException:
+        except MlflowException as exc:
+            if exc.error_code != "RESOURCE_DOES_NOT_EXIST":
+                raise
             held = {}
         out = []
         for mv in found:
@@ -223,13 +245,19 @@ class ModelRegistry:
         return sorted(out, key=lambda v: v.number)
 
     def holder(self, alias: str) -> int | None:
-        """The number an alias points at, or None when unset."""
+        """The number an alias points at, or None when unset (or the model is not registered).
+
+        Raises:
+            MlflowException: the registry did not answer (so a caller never takes an outage for "unset").
+        """
         from mlflow.exceptions import MlflowException
 
         try:
             return int(self.client.get_model_version_by_alias(self.name, alias).version)
-        except MlflowException:
-            return None
+        except MlflowException as exc:
+            if exc.error_code in ("INVALID_PARAMETER_VALUE", "RESOURCE_DOES_NOT_EXIST"):
+                return None
+            raise
 
     def history(self, alias: str) -> list[dict[str, Any]]:
         """The alias's moves, oldest first: ``{"number", "by", "at", "action"}``."""
@@ -237,7 +265,9 @@ class ModelRegistry:
 
         try:
             tags = self.client.get_registered_model(self.name).tags or {}
-        except MlflowException:
+        except MlflowException as exc:
+            if exc.error_code != "RESOURCE_DOES_NOT_EXIST":
+                raise
             return []
         return list(json.loads(tags.get(TAG_HISTORY + alias, "[]")))
 

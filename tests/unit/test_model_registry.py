@@ -92,3 +92,22 @@ def test_fetch_verifies_and_refuses_a_tampered_artifact(registry, tmp_path):
     with pytest.raises(ModelError, match="changed after registration"):
         registry.fetch(1, tmp_path / "dl")
     assert list((tmp_path / "dl").iterdir()) == [], "a refused download is deleted too"
+
+
+def test_a_registry_that_does_not_answer_is_one_clear_error_never_taken_for_an_unset_alias(monkeypatch, tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    from mlflow.exceptions import MlflowException
+
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    down = ModelRegistry("http://127.0.0.1:1", None)
+    with pytest.raises(MlflowException):
+        down.holder("champion")  # not None: a scorer must not drop its challenger over an outage
+    env = {**os.environ, "HEARTRISK_MLFLOW_TRACKING_URI": "http://127.0.0.1:1", "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0"}
+    for args in (["list"], ["promote", "1"], ["rollback"]):
+        r = subprocess.run([str(Path(sys.executable).with_name("heartrisk")), "model", *args], env=env,
+                           capture_output=True, text=True, timeout=120)
+        assert r.returncode == 5 and "Traceback" not in r.stderr, r.stderr[-1500:]
+        assert "the MLflow registry at http://127.0.0.1:1 failed" in r.stderr

@@ -26,6 +26,17 @@ def redact_url(url: str) -> str:
     return re.sub(r"(://)[^/@]+@", r"\1" + REDACTED + "@", url)
 
 
+def clear_text_off_host(url: str) -> bool:
+    """True for an ``http://`` URL (or a bare host:port) to anything but this machine.
+
+    Credentials sent there would cross a network unencrypted.
+    """
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url if "://" in url else f"http://{url}")
+    return parts.scheme == "http" and (parts.hostname or "") not in ("localhost", "127.0.0.1", "::1")
+
+
 def is_secret(key: str) -> bool:
     """Whether an option key names a secret that must never be printed."""
     k = key.lower()

@@ -21,7 +21,7 @@ from typing import Any
 
 from stream.config import Settings
 from stream.errors import RegistryUnavailable, SchemaNotFound
-from stream.spec import redact_url
+from stream.spec import clear_text_off_host, redact_url
 
 logger = logging.getLogger(__name__)
 
@@ -44,14 +44,6 @@ class WriterSchema:
         return json.loads(self.schema_str)
 
 
-def plain_http_off_host(url: str) -> bool:
-    """True for an ``http://`` URL to anything but this machine (credentials would cross a network in clear)."""
-    from urllib.parse import urlsplit
-
-    parts = urlsplit(url)
-    return parts.scheme == "http" and (parts.hostname or "") not in ("localhost", "127.0.0.1", "::1")
-
-
 def subject_for(topic: str) -> str:
     """The TopicNameStrategy subject of a topic's values."""
     return f"{topic}-value"
@@ -68,7 +60,7 @@ class SchemaRegistry:
             conf["ssl.ca.location"] = ca_file
         if user_info:
             conf["basic.auth.user.info"] = user_info
-            if plain_http_off_host(url):
+            if clear_text_off_host(url):
                 logger.warning(
                     'event="registry credentials over plain http" url="%s" detail="the password travels '
                     'unencrypted: use an https:// HEARTRISK_SCHEMA_REGISTRY_URL"', redact_url(url),

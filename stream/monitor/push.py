@@ -12,7 +12,8 @@ import logging
 import ssl
 import urllib.request
 from collections.abc import Callable
-from urllib.parse import urlsplit
+
+from stream.spec import clear_text_off_host, redact_url
 
 logger = logging.getLogger(__name__)
 
@@ -45,8 +46,6 @@ def push_handler(user_info: str = "", ca_file: str = "") -> Handler:
 
 def warn_if_clear_text(address: str, user_info: str) -> None:
     """Warn when basic-auth credentials would cross a network unencrypted."""
-    url = address if "://" in address else f"http://{address}"
-    parts = urlsplit(url)
-    if user_info and parts.scheme == "http" and (parts.hostname or "") not in ("localhost", "127.0.0.1", "::1"):
-        logger.warning('event="pushgateway credentials over plain http" host="%s" detail="the password travels '
-                       'unencrypted: use an https:// HEARTRISK_PUSHGATEWAY"', parts.hostname)
+    if user_info and clear_text_off_host(address):
+        logger.warning('event="pushgateway credentials over plain http" address="%s" detail="the password travels '
+                       'unencrypted: use an https:// HEARTRISK_PUSHGATEWAY"', redact_url(address))

@@ -109,11 +109,13 @@ def test_a_malformed_secret_flag_or_variable_is_never_echoed(capsys):
 
 
 def test_registry_credentials_over_plain_http_to_another_host_are_warned_about(caplog):
-    from stream.contract.registry import SchemaRegistry, plain_http_off_host
+    from stream.contract.registry import SchemaRegistry
+    from stream.spec import clear_text_off_host
 
-    assert plain_http_off_host("http://registry.hospital:8081/apis/ccompat/v7")
-    assert not plain_http_off_host("https://registry.hospital:8081")
-    assert not plain_http_off_host("http://localhost:8081")
+    assert clear_text_off_host("http://registry.hospital:8081/apis/ccompat/v7")
+    assert clear_text_off_host("pushgateway.monitoring.svc:9091"), "a bare host:port is http"
+    assert not clear_text_off_host("https://registry.hospital:8081")
+    assert not clear_text_off_host("http://localhost:8081") and not clear_text_off_host("127.0.0.1:9091")
     with caplog.at_level("WARNING"):
         SchemaRegistry("http://registry.hospital:8081", "user:hunter2")
     assert "registry credentials over plain http" in caplog.text and "hunter2" not in caplog.text

@@ -36,7 +36,8 @@ from stream.app.graceful import stop_gracefully
 from stream.config import Settings
 from stream.errors import ModelError
 from stream.model.artifact import LoadedModel, load_metadata, load_model, resolve_model_dir
-from stream.model.registry import CHALLENGER, LOCAL_DIR, ModelRegistry, ModelUri
+from stream.model.registry import CHALLENGER, LOCAL_DIR, ModelRegistry
+from stream.model.uri import ModelUri
 
 logger = logging.getLogger(__name__)
 

@@ -10,7 +10,8 @@ import pytest
 
 from stream.config import PROJECT_ROOT
 from stream.errors import ModelError
-from stream.model.registry import ModelRegistry, ModelUri
+from stream.model.registry import ModelRegistry
+from stream.model.uri import ModelUri
 
 COMMITTED = PROJECT_ROOT / "models" / "heart_lr" / "1.0.0"
 

@@ -6,8 +6,9 @@ JSON reading (Jackson with Spark's default options) that decide a verdict,
 each one measured against Spark (``tests/unit/test_check_parity.py``):
 
 - the root value is read and anything after it ignored (``{...} trailing``);
-  single-quoted strings and the non-numeric numbers ``NaN``, ``Infinity``,
-  ``+Infinity``, ``-Infinity``, ``+INF``, ``-INF`` are accepted;
+  the non-numeric numbers ``NaN``, ``Infinity``, ``+Infinity``, ``-Infinity``,
+  ``+INF``, ``-INF`` are accepted; single-quoted strings are not (the decode
+  step turns Jackson's ALLOW_SINGLE_QUOTES off: ``{'Age': 54}`` is NOT_JSON);
 - a field named twice: each occurrence is converted in turn, a value that
   does not convert leaves the previous one (``{"Age": 54, "Age": "x"}`` reads
   54), and the raw-field map answers with the first occurrence;
@@ -52,38 +53,6 @@ def _string_end(text: str, i: int) -> int:
     return j + 1
 
 
-def _single_to_double(text: str) -> str:
-    """Rewrite single-quoted strings as double-quoted ones (Jackson's ALLOW_SINGLE_QUOTES)."""
-    out: list[str] = []
-    i, n = 0, len(text)
-    while i < n:
-        c = text[i]
-        if c == '"':
-            j = _string_end(text, i)
-            out.append(text[i:j])
-            i = j
-        elif c == "'":
-            j = i + 1
-            buf = ['"']
-            while j < n and text[j] != "'":
-                if text[j] == "\\" and j + 1 < n:
-                    buf.append("'" if text[j + 1] == "'" else text[j:j + 2])
-                    j += 2
-                    continue
-                buf.append('\\"' if text[j] == '"' else text[j])
-                j += 1
-            if j >= n:
-                msg = "unterminated single-quoted string"
-                raise NotJson(msg)
-            buf.append('"')
-            out.append("".join(buf))
-            i = j + 1
-        else:
-            out.append(c)
-            i += 1
-    return "".join(out)
-
-
 def _odd_numbers(text: str) -> str:
     """Rewrite Jackson-only non-numeric numbers outside strings into Python's spelling."""
     out: list[str] = []
@@ -117,7 +86,7 @@ def parse_root(text: str) -> tuple[Any, str]:
         value, rest = _decode(text)
     except (ValueError, RecursionError):
         try:
-            value, rest = _decode(_odd_numbers(_single_to_double(text)) if "'" in text else _odd_numbers(text))
+            value, rest = _decode(_odd_numbers(text))
         except (ValueError, RecursionError) as exc:
             raise NotJson(str(exc)) from exc
     return value, rest

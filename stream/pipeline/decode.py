@@ -58,6 +58,10 @@ def schema_id_column(value: Column) -> Column:
     return F.conv(F.hex(F.substring(value, 2, 4)), 16, 10).cast("long")
 
 
+# Jackson's lenient single quotes off: {'Age': 54} is not JSON (RFC 8259), so NOT_JSON, not scored
+STRICT_JSON = {"allowSingleQuotes": "false"}
+
+
 def is_framed(value: Column) -> Column:
     """The first byte is the Confluent magic byte 0."""
     return F.substring(value, 1, 1) == F.unhex(F.lit(f"{MAGIC:02x}"))
@@ -92,7 +96,7 @@ def decode_events(
     df = df.withColumn(
         _JSON, F.when(F.col(DECODE_ERROR).isNull() & ~F.col(_IS_AVRO), F.col("value").cast("string"))
     )
-    json_event = F.from_json(F.col(_JSON), event_ddl())
+    json_event = F.from_json(F.col(_JSON), event_ddl(), STRICT_JSON)
     if input_format == "json":
         df = df.withColumn(EVENT, json_event)
     else:
@@ -105,11 +109,11 @@ def decode_events(
         PRESENT,
         F.when(
             F.col(DECODE_ERROR).isNull() & some_clinical_null,
-            F.from_json(F.col(_JSON), "map<string,string>"),
+            F.from_json(F.col(_JSON), "map<string,string>", STRICT_JSON),
         ),
     )
     trimmed = F.trim(F.col(_JSON))
-    wrapped = F.from_json(F.concat(F.lit('{"v":'), F.col(_JSON), F.lit("}")), "v string")
+    wrapped = F.from_json(F.concat(F.lit('{"v":'), F.col(_JSON), F.lit("}")), "v string", STRICT_JSON)
     not_object = (
         F.when(trimmed == "null", F.lit("NOT_AN_OBJECT"))
         .when(wrapped["v"].isNotNull(), F.lit("NOT_AN_OBJECT"))

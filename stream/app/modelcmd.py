@@ -58,9 +58,10 @@ def train_command(args: argparse.Namespace, s: Settings) -> int:
     spark = get_spark(s, "heartrisk-train", with_connectors=False)
     number: int | None = None
     try:
-        meta = train(spark, s.path(s.data_file), s.path(s.model_dir), version, promote=not args.no_promote)
-    except FileExistsError as exc:
-        raise ModelError(str(exc)) from exc
+        try:
+            meta = train(spark, s.path(s.data_file), s.path(s.model_dir), version, promote=not args.no_promote)
+        except FileExistsError as exc:
+            raise ModelError(str(exc)) from exc
         if not args.no_register:
             from stream.model.registry import ModelRegistry
 

@@ -11,7 +11,9 @@ a new plan: the micro-batch in flight finishes and commits on the old model
 (a graceful stop), and the query starts again on the same checkpoint with the
 new one. Every event is scored once, by the version named in its prediction.
 The process, its Spark session and its listener stay up; only the query's run
-changes (about 2-4 s without predictions, measured by the tests).
+changes: about 1.2 s to fetch, verify and compile, 1.3 s to stop and start, and
+3.3-5.7 s from the alias change to the first prediction by the new version with a
+1 s check interval (tests/integration/test_model_lifecycle.py, four runs).
 
 In real-time mode there is no gap between "batches" to stop in, so a swap stops
 the query at once and the records since its last checkpoint are scored again,

@@ -35,6 +35,18 @@ def unechoed(spec: Any) -> Any:
     return parse
 
 
+def explained(spec: Any) -> Any:
+    """A flag's parser whose error is the parser's own sentence (argparse says only "invalid <name> value")."""
+    def parse(text: str) -> Any:
+        try:
+            return spec.parse(text)
+        except (ValueError, ConfigError) as exc:
+            raise argparse.ArgumentTypeError(str(exc) or f"invalid value {text!r}") from exc
+
+    parse.__name__ = getattr(spec.parse, "__name__", "value")
+    return parse
+
+
 def add_settings(parser: argparse.ArgumentParser, names: Sequence[str]) -> None:
     """Add one flag per named setting, in one help section per settings group."""
     sections: dict[str, Any] = {}
@@ -47,7 +59,7 @@ def add_settings(parser: argparse.ArgumentParser, names: Sequence[str]) -> None:
         sections[spec.group].add_argument(
             spec.flag,
             dest=f"setting_{name}",
-            type=unechoed(spec) if spec.secret else spec.parse,
+            type=unechoed(spec) if spec.secret else explained(spec),
             default=None,
             metavar=spec.metavar or ("N" if isinstance(default, int) else name.split("_")[-1].upper()),
             help=f"{spec.help} [env: {spec.env}{shown}]",

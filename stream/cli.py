@@ -34,7 +34,7 @@ LOCAL_BROKER = ("local_broker", "topics", "jvm_dir")
 LOCAL_REGISTRY = ("local_registry", "jvm_dir")
 SPARK = ("spark", "jvm_dir", "log_level")
 STREAM = ("query_name", "checkpoint_dir", "trigger", "max_offsets_per_trigger", "starting_offsets", "engine",
-          "progress_tracking", "warm_up", "lag_group")
+          "progress_tracking", "warm_up", "lag_group", "field_ranges", "event_time_window")
 
 
 def _new(sub: Any, name: str, help_: str, handler: str, settings: Sequence[str], *options: Option) -> Any:
@@ -184,7 +184,8 @@ def build_parser() -> argparse.ArgumentParser:
          _opt("--results-dir", default="bench/results", help="where the JSON, Markdown and PNGs go"))
     _new(sub, "serve",
          "the HTTP service: POST /v1/predict gives one event's prediction, the same as the stream's",
-         "stream.app.servecmd:serve_command", ("serve", "auth", "model_dir", "field_ranges", "log_level"),
+         "stream.app.servecmd:serve_command",
+         ("serve", "auth", "model_dir", "field_ranges", "event_time_window", "log_level"),
          _opt("--dev", action="store_true",
               help="no authentication (a laptop only; production needs HEARTRISK_JWT_* keys)"))
     _new(sub, "feedback",
@@ -261,7 +262,7 @@ def build_parser() -> argparse.ArgumentParser:
     _new(sub, "replay", "send dead letters back to the input topic after the cause is fixed, once each; or "
          "(--from-input) score a range of input records again",
          f"{ops}:replay_command", ("kafka", "input_topic", "dlq_topic", "formats", "model_dir",
-                                  "engine", "field_ranges", *SPARK),
+                                  "engine", "field_ranges", "event_time_window", *SPARK),
          _opt("--code", action="append", metavar="CODE", help="only these error codes (repeat, or comma-separate)"),
          _opt("--since", default=None, metavar="T", help="only letters dead-lettered at or after T (ISO 8601 or ms)"),
          _opt("--until", default=None, metavar="T", help="only letters dead-lettered at or before T"),

@@ -17,10 +17,11 @@ from pathlib import Path
 from typing import Any, Literal, get_args
 
 from stream import spec as sp
+from stream.contract.codes import DEFAULT_EVENT_TIME_WINDOW
 from stream.credentials import KafkaCredentials
 from stream.errors import ConfigError
 from stream.paths import PROJECT_ROOT, resolve
-from stream.spec import GROUPS, Spec, choice, parse_kv, port, positive_float, positive_int, setting
+from stream.spec import GROUPS, Spec, choice, parse_kv, port, positive_float, positive_int, setting, time_window
 
 __all__ = ["PROJECT_ROOT", "Settings"]
 
@@ -115,6 +116,9 @@ class Settings:
     field_ranges: Mapping[str, str] = setting({}, "widen or narrow a numeric clinical field's allowed range, "
                                               "Field=lo:hi,... (the event contract's ranges otherwise; e.g. "
                                               "Cholesterol=100:700)", "scorer", parse_kv, metavar="FIELD=LO:HI,...")
+    event_time_window: str = setting(DEFAULT_EVENT_TIME_WINDOW, "the plausible event_time: PAST:FUTURE around the "
+                                     "time an event is scored (units s, m, h, d), or off; outside it, the dead letter "
+                                     "EVENT_TIME_OUT_OF_WINDOW", "scorer", time_window, metavar="PAST:FUTURE")
     lag_group: str = setting(
         "auto",
         "Kafka consumer group the scorer mirrors its committed offsets to after each batch, so Kafka's own "

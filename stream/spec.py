@@ -79,6 +79,33 @@ def positive_float(text: str) -> float:
     return value
 
 
+_UNIT_MS = {"s": 1_000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
+_DURATION = re.compile(r"\s*([0-9]{1,7})\s*([smhd])\s*")
+
+
+def time_window_ms(text: str) -> tuple[int, int] | None:
+    """``PAST:FUTURE`` (e.g. ``3650d:1d``; units s, m, h, d) as milliseconds, or None for ``off``.
+
+    Raises:
+        ValueError: not ``off`` nor two durations.
+    """
+    if text.strip().lower() == "off":
+        return None
+    parts = text.split(":")
+    matches = [_DURATION.fullmatch(p) for p in parts]
+    if len(parts) != 2 or not all(matches):
+        msg = f"must be PAST:FUTURE durations such as 3650d:1d (units s, m, h, d), or off; got {text!r}"
+        raise ValueError(msg)
+    past, future = (int(m.group(1)) * _UNIT_MS[m.group(2)] for m in matches if m)
+    return past, future
+
+
+def time_window(text: str) -> str:
+    """A ``PAST:FUTURE`` window (see ``time_window_ms``), checked and kept as text."""
+    time_window_ms(text)
+    return text.strip().lower()
+
+
 def port(text: str) -> int:
     """A TCP port, 1-65535."""
     value = int(text)

@@ -9,6 +9,7 @@ compare them. Some are valid on purpose (Spark accepts them).
 from __future__ import annotations
 
 import json
+import random
 
 from stream.app.produce import BAD_EVENT_KINDS
 
@@ -156,3 +157,53 @@ def hostile_table() -> list[tuple[str, bytes]]:
         assert value is not None
         out.append((kind, value))
     return out + ODD
+
+
+TOKENS = [
+    0, 1, -1, 3, 4, 54, 120, 121, -0.0, 80, 79.9, 250.5, 600, 601, 2**31, -(2**31) - 1, 1e308, 0.5, 54.0, 1e-7,
+    "54", "", " ", "NaN", "Infinity", "-Infinity", "+Infinity", "inf", "Male", "Female", "male", "No", "Yes",
+    "Asymptomatic", "Rising", "Normal", "Fixed defect", "Less than 120 mg/dl", "\u00e9", "\x1b[2J", "a\"b",
+    True, False, None, [], [1], {}, {"a": [1, {"b": None}]}, 12345678.9, 1.5e21,
+]
+TIMES = [
+    "2026-11-26T10:00:00Z", "2026-11-26", "2026-1-2 3:4:5", "2026-11-26T10:00:00.5+05:30", "T10:00:00",
+    "10:00:00", "10:00", "+2026-11-26", "-2026-11-26", "2026-11-26T10:00:00 UTC", "2026-11-26T10:00:00GMT",
+    "2026-11-26T10:00:00UT+1", "2026-11-26T10:00:00 Asia/Tokyo", "2026-11-26T10:00:00+18:00",
+    "2026-11-26T10:00:00+19:00", "2026-13-01", "2026-11-31", "2024-02-29", "2023-02-29", "99999-01-01",
+    "1764151200000", "-1", "0", "12", "1234567890123456", " 42 ", "2026-11-26T10:00:00.1234567Z", "2026/11/26",
+    1764151200000, 1764151200, -5, 1.5, True, None, [], "", "\t2026-11-26\n",
+]
+FIELDS = [*EXAMPLE.keys(), "event_id", "event_time", "source"]
+
+
+def mutant(rng: random.Random, base: dict | None = None) -> bytes:
+    """A seeded mutation of a valid event (``base``, default ``EXAMPLE``): fields replaced, dropped or named twice,
+    odd tokens and times, text truncated or trailed, quotes swapped, a byte flipped."""
+    pairs = list((base or EXAMPLE).items())
+    for _ in range(rng.randint(1, 3)):
+        op = rng.random()
+        name = rng.choice(FIELDS)
+        token = rng.choice(TIMES if name == "event_time" else TOKENS)
+        if op < 0.5:
+            pairs = [(k, token if k == name else v) for k, v in pairs]
+            if name not in dict(pairs):
+                pairs.append((name, token))
+        elif op < 0.65:
+            pairs = [(k, v) for k, v in pairs if k != name]
+        elif op < 0.8:
+            pairs.insert(rng.randrange(len(pairs) + 1), (name, token))
+        else:
+            pairs.append(("event_time", rng.choice(TIMES)))
+    text = "{" + ", ".join(json.dumps(k) + ": " + json.dumps(v) for k, v in pairs) + "}"
+    r = rng.random()
+    if r < 0.05:
+        text = text[: rng.randrange(len(text))]
+    elif r < 0.1:
+        text += rng.choice([" x", "}", "\n", " {}", ","])
+    elif r < 0.13:
+        text = text.replace('"', "'")
+    value = text.encode()
+    if rng.random() < 0.03:
+        i = rng.randrange(len(value))
+        value = value[:i] + bytes([rng.randrange(256)]) + value[i + 1:]
+    return value

@@ -100,6 +100,9 @@ BAD_EVENT_KINDS: dict[str, tuple[str, Callable[[int], tuple[bytes | None, bytes 
     "no_patient_id": ("NO_PATIENT_ID", lambda i: (None, _valid_bytes_without_id())),
     "bad_event_time": ("BAD_EVENT_TIME", lambda i: (f"bad-{i}".encode(), _with(event_time="yesterday"))),
     "too_large": ("MESSAGE_TOO_LARGE", lambda i: (f"bad-{i}".encode(), _with(note="x" * (1024 * 1024 + 10)))),
+    "duplicate_field": ("DUPLICATE_FIELD", lambda i: (f"bad-{i}".encode(), _with()[:-1] + b', "Age": "x"}')),
+    "epoch_seconds": ("EVENT_TIME_OUT_OF_WINDOW", lambda i: (f"bad-{i}".encode(), _with(event_time=1_764_151_200))),
+    "key_not_utf8": ("KEY_NOT_UTF8", lambda i: (f"bad-{i}-\xff".encode("latin-1"), _with())),
 }
 # Kinds mixed in by --bad-fraction (an oversized message needs a broker that accepts it).
 MIXED_KINDS = tuple(sorted(k for k in BAD_EVENT_KINDS if k != "too_large"))

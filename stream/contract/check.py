@@ -19,13 +19,25 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
-from stream.contract.codes import CONTROL_CHARS, ERROR_CODES, MAX_ID_CHARS, MAX_MESSAGE_BYTES
+from stream.contract.codes import (
+    CONTROL_CHARS,
+    DEFAULT_EVENT_TIME_WINDOW,
+    ERROR_CODES,
+    MAX_ID_CHARS,
+    MAX_MESSAGE_BYTES,
+    SECONDS_DETAIL,
+    TRAILING_DETAIL,
+    window_detail,
+)
 from stream.contract.schema import ENVELOPE_FIELDS, FieldSpec, clinical_fields
-from stream.contract.spark_json import NotJson, map_lookup, parse_root, read_map, read_struct
-from stream.contract.spark_time import event_time_micros
+from stream.contract.spark_json import JSON_WHITESPACE, NotJson, Pairs, map_lookup, parse_root, read_map, read_struct
+from stream.contract.spark_time import EPOCH_MILLIS, event_time_micros
 from stream.errors import ConfigError
+from stream.spec import time_window_ms
 
 Ranges = Mapping[str, tuple[float, float]]
+Window = tuple[int, int] | None  # (past, future) in milliseconds around the time of checking; None: no window
+DEFAULT_WINDOW = time_window_ms(DEFAULT_EVENT_TIME_WINDOW)
 
 
 def parse_ranges(field_ranges: Mapping[str, str]) -> Ranges:
@@ -77,8 +89,8 @@ class Checked:
         return self.code is None
 
 
-def _decode_error(code: str, event_id: str) -> Checked:
-    return Checked(code, ERROR_CODES[code][1], "decode", event_id=event_id)
+def _decode_error(code: str, event_id: str, detail: str | None = None) -> Checked:
+    return Checked(code, detail or ERROR_CODES[code][1], "decode", event_id=event_id)
 
 
 @lru_cache(maxsize=1)
@@ -126,11 +138,13 @@ def check_event(
     fallback_time_us: int,
     now_us: int,
     ranges: Ranges | None = None,
+    window: Window = DEFAULT_WINDOW,
 ) -> Checked:
     """The stream's verdict on one JSON message (value and key bytes).
 
     ``fallback_event_id`` and ``fallback_time_us`` stand in for what the stream
-    derives from the Kafka record (``<topic>-<partition>-<offset>``, its timestamp).
+    derives from the Kafka record (``<topic>-<partition>-<offset>``, its timestamp);
+    ``now_us`` is the time of scoring, the middle of the event_time ``window``.
     """
     if value is None:
         return _decode_error("TOMBSTONE", fallback_event_id)
@@ -152,6 +166,10 @@ def check_event(
     pairs = read_map(root) if some_null else None
     if some_null and pairs is None:
         return _decode_error(_not_object(text, rest, root), fallback_event_id)
+    if rest.strip(JSON_WHITESPACE):
+        return _decode_error("NOT_JSON", fallback_event_id, TRAILING_DETAIL)
+    if isinstance(root, Pairs) and len({k for k, _ in root}) < len(root):
+        return _decode_error("DUPLICATE_FIELD", fallback_event_id)
     assert event is not None
     given_id = event["event_id"]
     usable = given_id and len(given_id) <= MAX_ID_CHARS and not _CONTROL.search(given_id)
@@ -168,12 +186,40 @@ def check_event(
         return _failed(valid, "NO_PATIENT_ID", "neither a patient_id field nor a message key", "patient_id")
     if given and time_us is None:
         return _failed(valid, "BAD_EVENT_TIME", "event_time must be ISO-8601 or epoch milliseconds", "event_time")
+    outside = _window_failure(event["event_time"], time_us if given else None, now_us, window)
+    if outside:
+        return _failed(valid, "EVENT_TIME_OUT_OF_WINDOW", outside, "event_time")
+    if not (event.get("patient_id") or "").strip(" ") and key is not None and not _utf8(key):
+        return _failed(valid, "KEY_NOT_UTF8", "the message key stands in for patient_id and must be valid UTF-8",
+                       "patient_id")
     if len(patient_id) > MAX_ID_CHARS:
         return _failed(valid, "ID_TOO_LONG", f"patient_id must be at most {MAX_ID_CHARS} characters", "patient_id")
     if _CONTROL.search(patient_id) or (given_id is not None and _CONTROL.search(given_id)):
         field = "patient_id" if _CONTROL.search(patient_id) else "event_id"
         return _failed(valid, "ID_NOT_PRINTABLE", "patient_id and event_id must not hold control characters", field)
     return valid
+
+
+def _window_failure(raw: str | None, time_us: int | None, now_us: int, window: Window) -> str | None:
+    """The detail of a given event_time outside the window (epoch numbers read as seconds told apart), else None."""
+    if window is None or raw is None or time_us is None:
+        return None
+    past, future = window
+    now_ms = now_us // 1000
+    if now_ms - past <= time_us // 1000 <= now_ms + future:
+        return None
+    text = raw.strip(" ")
+    if EPOCH_MILLIS.fullmatch(text) and now_ms - past <= int(text) * 1000 <= now_ms + future:
+        return SECONDS_DETAIL
+    return window_detail(past, future)
+
+
+def _utf8(data: bytes) -> bool:
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
 
 
 def _failed(valid: Checked, code: str, detail: str, field: str) -> Checked:

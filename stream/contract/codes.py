@@ -18,6 +18,7 @@ ERROR_CODES: dict[str, tuple[Stage, str]] = {
     "NOT_UTF8": ("decode", "the message value is not valid UTF-8"),
     "NOT_JSON": ("decode", "the message value is not valid JSON"),
     "NOT_AN_OBJECT": ("decode", "the message value is JSON but not an object"),
+    "DUPLICATE_FIELD": ("decode", "a field of the event object is named more than once"),
     "BAD_MAGIC_BYTE": ("decode", "input format avro: the first byte is not the Confluent magic byte 0"),
     "UNKNOWN_SCHEMA_ID": ("decode", "the schema id in bytes 1-4 is not in the schema registry"),
     "REGISTRY_UNAVAILABLE": (
@@ -42,6 +43,12 @@ ERROR_CODES: dict[str, tuple[Stage, str]] = {
     "INVALID_ENUM": ("validate", "a category is not one of its allowed values"),
     "NO_PATIENT_ID": ("validate", "neither a patient_id field nor a message key"),
     "BAD_EVENT_TIME": ("validate", "event_time is neither ISO-8601 nor epoch milliseconds"),
+    "EVENT_TIME_OUT_OF_WINDOW": (
+        "validate",
+        "event_time is outside the plausible window around the time it is scored (HEARTRISK_EVENT_TIME_WINDOW); "
+        "an epoch number in seconds, read as milliseconds, lands here",
+    ),
+    "KEY_NOT_UTF8": ("validate", "the message key stands in for patient_id and is not valid UTF-8"),
     "ID_TOO_LONG": ("validate", "patient_id (or the message key standing in for it) is over 256 characters"),
     "ID_NOT_PRINTABLE": (
         "validate",
@@ -49,6 +56,15 @@ ERROR_CODES: dict[str, tuple[Stage, str]] = {
     ),
     "SCORE_FAILED": ("score", "the model produced no finite probability"),
 }
+
+# event_time's plausible window around the time an event is scored (HEARTRISK_EVENT_TIME_WINDOW): ten
+# years back (a backfill), one day ahead (clock skew, a local time sent as UTC). Epoch numbers are always
+# milliseconds: seconds read as milliseconds fall in January 1970, far outside it.
+DEFAULT_EVENT_TIME_WINDOW = "3650d:1d"
+# NOT_JSON's detail when the value is JSON followed by more than white space ({...} trailing, {...}{...})
+TRAILING_DETAIL = "the JSON value is followed by more than white space"
+# EVENT_TIME_OUT_OF_WINDOW's detail when the number fits the window once read as epoch seconds
+SECONDS_DETAIL = "event_time looks like epoch seconds: send epoch milliseconds (seconds x 1000)"
 
 DECODE_CODES = tuple(c for c, (s, _) in ERROR_CODES.items() if s == "decode")
 
@@ -65,6 +81,18 @@ MAX_DEAD_LETTER_KEY_BYTES = 64 * 1024
 MAX_ID_CHARS = 256
 # The control characters (Unicode category Cc) no id may hold; the same class in Java and Python regexes.
 CONTROL_CHARS = "[\\x00-\\x1f\\x7f-\\x9f]"
+
+
+def _duration(ms: int) -> str:
+    for unit, size in (("d", 86_400_000), ("h", 3_600_000), ("m", 60_000), ("s", 1_000)):
+        if ms % size == 0:
+            return f"{ms // size}{unit}"
+    return f"{ms}ms"
+
+
+def window_detail(past_ms: int, future_ms: int) -> str:
+    """EVENT_TIME_OUT_OF_WINDOW's detail for a window (of ``HEARTRISK_EVENT_TIME_WINDOW``, in milliseconds)."""
+    return f"event_time must be at most {_duration(past_ms)} before and {_duration(future_ms)} after it is scored"
 
 
 def stage_of(code: str) -> Stage:

@@ -27,7 +27,7 @@ from decimal import Decimal
 from typing import Any
 
 INT_MIN, INT_MAX = -(2**31), 2**31 - 1
-_WS = " \t\n\r"
+JSON_WHITESPACE = " \t\n\r"
 # Jackson's non-numeric numbers that Python's json does not read, as Python reads them
 _ODD_NUMBERS = re.compile(r"(?<![\w.])(\+Infinity|\+INF|-INF)(?![\w.])")
 _ODD_VALUES = {"+Infinity": "Infinity", "+INF": "Infinity", "-INF": "-Infinity"}
@@ -71,7 +71,7 @@ def _odd_numbers(text: str) -> str:
 
 
 def _decode(text: str) -> tuple[Any, str]:
-    start = len(text) - len(text.lstrip(_WS))
+    start = len(text) - len(text.lstrip(JSON_WHITESPACE))
     value, end = _DECODER.raw_decode(text, start)
     return value, text[end:]
 

@@ -15,7 +15,7 @@ import datetime as dt
 import re
 from zoneinfo import ZoneInfo
 
-_MILLIS = re.compile(r"-?[0-9]{1,15}")
+EPOCH_MILLIS = re.compile(r"-?[0-9]{1,15}")
 _OFFSET = re.compile(r"([+-])(\d{1,2})(?::?(\d{2}))?(?::?(\d{2}))?")
 # java.time.ZoneId.SHORT_IDS
 SHORT_IDS = {
@@ -219,7 +219,7 @@ def event_time_micros(raw: str | None, fallback_us: int, now_us: int) -> tuple[i
     if raw is None:
         return fallback_us, False
     text = raw.strip(" ")
-    if _MILLIS.fullmatch(text):
+    if EPOCH_MILLIS.fullmatch(text):
         return int(text) * 1000, True
     return string_to_micros(text, now_us), True
 

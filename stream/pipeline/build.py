@@ -17,7 +17,8 @@ from stream.model.artifact import LoadedModel
 from stream.pipeline.decode import decode_events
 from stream.pipeline.encode import encode_output, stamp_scored_at
 from stream.pipeline.score import score_events, score_shadow
-from stream.pipeline.validate import Ranges, parse_ranges, validate_events
+from stream.pipeline.validate import DEFAULT_WINDOW, Ranges, Window, parse_ranges, validate_events
+from stream.spec import time_window_ms
 
 Tap = Callable[[DataFrame], DataFrame]
 
@@ -29,13 +30,15 @@ def build_scores(
     writers: Mapping[int, Writer] | None = None,
     ranges: Ranges | None = None,
     challenger: LoadedModel | None = None,
+    window: Window = DEFAULT_WINDOW,
 ) -> DataFrame:
     """Decoded, validated and scored rows (every input row, good or bad), stamped with ``scored_at``.
 
-    With a ``challenger`` its shadow scores are added beside the champion's.
+    With a ``challenger`` its shadow scores are added beside the champion's. ``window`` is the
+    plausible event_time in milliseconds (``Settings.event_time_window``; None: no window).
     """
     decoded = decode_events(raw, input_format, writers)
-    validated = validate_events(decoded, ranges)
+    validated = validate_events(decoded, ranges, window)
     scored = score_events(validated, model)
     if challenger is not None:
         scored = score_shadow(scored, challenger)
@@ -58,7 +61,7 @@ def build_output(
     schema ids the plan decodes (see ``stream.pipeline.decode``).
     """
     scored = build_scores(raw, model, settings.input_format, writers, parse_ranges(settings.field_ranges),
-                          challenger)
+                          challenger, time_window_ms(settings.event_time_window))
     if tap is not None:
         scored = tap(scored)
     return encode_output(scored, settings, prediction_schema_id)

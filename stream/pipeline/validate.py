@@ -13,8 +13,15 @@ import dataclasses
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
-from stream.contract.check import Ranges, parse_ranges
-from stream.contract.codes import CONTROL_CHARS, DECODE_CODES, ERROR_CODES, MAX_ID_CHARS
+from stream.contract.check import DEFAULT_WINDOW, Ranges, Window, parse_ranges
+from stream.contract.codes import (
+    CONTROL_CHARS,
+    DECODE_CODES,
+    ERROR_CODES,
+    MAX_ID_CHARS,
+    SECONDS_DETAIL,
+    window_detail,
+)
 from stream.contract.schema import FieldSpec, clinical_fields
 from stream.pipeline.columns import (
     DECODE_DETAIL,
@@ -24,13 +31,18 @@ from stream.pipeline.columns import (
     EVENT,
     EVENT_ID,
     EVENT_TS,
+    JVM_NOW_MS,
     PATIENT_ID,
     PRESENT,
     STAGE,
 )
 
-__all__ = ["Ranges", "event_time_column", "field_checks", "parse_ranges", "patient_id_column", "validate_events"]
+__all__ = [
+    "DEFAULT_WINDOW", "Ranges", "Window", "event_time_column", "field_checks", "parse_ranges", "patient_id_column",
+    "validate_events",
+]
 _VERDICT = "_verdict"
+_EPOCH = r"^-?[0-9]{1,15}$"
 _TYPE_WORD = {"integer": "an integer", "number": "a number", "category": "a string"}
 
 
@@ -94,10 +106,29 @@ def patient_id_column() -> Column:
 def event_time_column() -> Column:
     """``event_time`` as a timestamp: epoch millis or ISO-8601; absent -> Kafka timestamp."""
     raw = F.trim(F.col(f"{EVENT}.event_time"))
-    parsed = F.when(raw.rlike(r"^-?[0-9]{1,15}$"), F.timestamp_millis(raw.cast("long"))).otherwise(
+    parsed = F.when(raw.rlike(_EPOCH), F.timestamp_millis(raw.cast("long"))).otherwise(
         raw.cast("timestamp")
     )
     return F.when(raw.isNull(), F.col("timestamp")).otherwise(parsed)
+
+
+def event_time_checks(window: Window) -> list[tuple[Column, str, str]]:
+    """(failing condition, code, detail) for a given event_time outside the window around the JVM's clock.
+
+    An epoch number is always milliseconds; one that the window would take as seconds gets its own detail.
+    """
+    if window is None:
+        return []
+    past, future = window
+    now = F.expr(JVM_NOW_MS)
+    given_ms = F.unix_millis(F.col(EVENT_TS))
+    given = F.col(f"{EVENT}.event_time").isNotNull() & F.col(EVENT_TS).isNotNull()
+    outside = given & ((given_ms < now - past) | (given_ms > now + future))
+    raw = F.trim(F.col(f"{EVENT}.event_time"))
+    as_seconds = F.when(raw.rlike(_EPOCH), raw.cast("long") * 1000)
+    seconds = outside & as_seconds.between(now - past, now + future)
+    return [(seconds, "EVENT_TIME_OUT_OF_WINDOW", SECONDS_DETAIL),
+            (outside, "EVENT_TIME_OUT_OF_WINDOW", window_detail(past, future))]
 
 
 def _usable_id(event_id: Column) -> Column:
@@ -105,8 +136,13 @@ def _usable_id(event_id: Column) -> Column:
     return (event_id != "") & (F.length(event_id) <= MAX_ID_CHARS) & ~event_id.rlike(CONTROL_CHARS)
 
 
-def validate_events(df: DataFrame, ranges: Ranges | None = None) -> DataFrame:
+def validate_events(
+    df: DataFrame, ranges: Ranges | None = None, window: Window = DEFAULT_WINDOW
+) -> DataFrame:
     """Add the verdict columns and the envelope columns.
+
+    ``ranges`` overrides fields' ranges; ``window`` is the plausible event_time
+    (``Settings.event_time_window``, in milliseconds).
 
     The checks are evaluated once, into the position of the first that fails
     (0 for a decode error); the code, detail and stage are read off that
@@ -131,6 +167,10 @@ def validate_events(df: DataFrame, ranges: Ranges | None = None) -> DataFrame:
             "event_time must be ISO-8601 or epoch milliseconds",
         )
     )
+    checks += event_time_checks(window)
+    from_key = F.nullif(F.trim(F.col(f"{EVENT}.patient_id")), F.lit("")).isNull()
+    checks.append((from_key & ~F.expr("is_valid_utf8(key)"), "KEY_NOT_UTF8",
+                   "the message key stands in for patient_id and must be valid UTF-8"))
     checks.append((F.length(F.col(PATIENT_ID)) > MAX_ID_CHARS, "ID_TOO_LONG",
                    f"patient_id must be at most {MAX_ID_CHARS} characters"))
     checks.append((F.col(PATIENT_ID).rlike(CONTROL_CHARS) | F.col(f"{EVENT}.event_id").rlike(CONTROL_CHARS),

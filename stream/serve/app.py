@@ -56,9 +56,11 @@ async def _read_body(request: Request, limit: int) -> bytes | None:
 def build_app(settings: Settings) -> FastAPI:
     """The service from its settings: the model loaded, the token keys read (``serve_auth=off``: none)."""
     from stream.contract.check import parse_ranges
+    from stream.spec import time_window_ms
 
     verifier = None if settings.serve_auth == "off" else TokenVerifier(settings)
-    predictor = Predictor(settings.path(settings.model_dir), parse_ranges(settings.field_ranges))
+    predictor = Predictor(settings.path(settings.model_dir), parse_ranges(settings.field_ranges),
+                          time_window_ms(settings.event_time_window))
     return create_app(settings, predictor, verifier)
 
 

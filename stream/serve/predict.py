@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from stream.contract.check import Checked, check_event
+from stream.contract.check import DEFAULT_WINDOW, Checked, Window, check_event
 from stream.contract.spark_time import iso_millis
 from stream.errors import HeartriskError
 from stream.model.artifact import load_metadata, resolve_model_dir
@@ -48,9 +48,11 @@ def error_body(code: str, detail: str, field: str | None = None, **extra: Any) -
 class Predictor:
     """The loaded model version and the request -> answer logic."""
 
-    def __init__(self, model_dir: Path, ranges: Mapping[str, tuple[float, float]] | None = None) -> None:
+    def __init__(self, model_dir: Path, ranges: Mapping[str, tuple[float, float]] | None = None,
+                 window: Window = DEFAULT_WINDOW) -> None:
         self.model_dir = model_dir
         self.ranges = ranges
+        self.window = window
         self.version_dir = resolve_model_dir(model_dir)
         self.meta = load_metadata(self.version_dir)
         self.scorer = LinearScorer(self.meta)
@@ -83,7 +85,7 @@ class Predictor:
         """One event's bytes -> 200 with the prediction record, 413 or 422 with the error code."""
         now_us = received_us if received_us is not None else time.time_ns() // 1000
         checked = check_event(body, None, fallback_event_id=f"http-{uuid.uuid4()}", fallback_time_us=now_us,
-                              now_us=now_us, ranges=self.ranges)
+                              now_us=now_us, ranges=self.ranges, window=self.window)
         if not checked.ok:
             assert checked.code is not None and checked.detail is not None
             body_out = error_body(checked.code, checked.detail, checked.field, stage=checked.stage,

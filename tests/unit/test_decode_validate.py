@@ -110,3 +110,76 @@ def test_a_widened_range_accepts_what_the_contract_rejects(spark):
     wide = validate_events(decode_events(df), {"Cholesterol": (100.0, 700.0)}).orderBy("offset").collect()
     assert [r.error_code for r in wide] == [None, "OUT_OF_RANGE"]
     assert "[100, 700]" in wide[1].error_detail
+
+
+def _now_ms() -> int:
+    return int(datetime.now(timezone.utc).timestamp() * 1000)
+
+
+def test_strict_json_rejects_what_a_lenient_reader_would_score(spark):
+    base = _body()
+    messages = [
+        (b"k", base[:-1] + b', "Age": "x"}'),  # a field named twice: the later value would win
+        (b"k", base[:-1] + b', "Age": 60}'),
+        (b"k", base + b" trailing"),
+        (b"k", base + b'{"Age": 1}'),
+        (b"k", base + b"}"),
+        (b"k", base + b" \n\t\r"),  # white space after the object is fine
+        (b"k", base.replace(b'"', b"'")),
+        (b"k", _body(event_id="e-9", note={"Age": 1, "Age2": 2})),  # nested names are not the root's
+    ]
+    rows = _rows(spark, messages)
+    assert [r.error_code for r in rows] == [
+        "DUPLICATE_FIELD", "DUPLICATE_FIELD", "NOT_JSON", "NOT_JSON", "NOT_JSON", None, "NOT_JSON", None,
+    ]
+    assert [r.stage for r in rows[:5]] == ["decode"] * 5
+    assert rows[2].error_detail == "the JSON value is followed by more than white space"
+    # a rejected text gives no envelope: the derived event_id, the Kafka timestamp
+    (dup_with_id,) = _rows(spark, [(b"k", _body(event_id="e-1", event_time=_now_ms())[:-1] + b', "Sex": "F"}')])
+    assert (dup_with_id.error_code, dup_with_id.event_id) == ("DUPLICATE_FIELD", "t-0-0")
+    assert dup_with_id.event_ts == TS.replace(tzinfo=None)
+
+
+def test_event_time_outside_the_window_is_dead_lettered_and_seconds_are_named(spark):
+    now = _now_ms()
+    day = 86_400_000
+    messages = [
+        (b"k", _body(event_time=now)),
+        (b"k", _body(event_time=now - 3649 * day)),
+        (b"k", _body(event_time=now - 3651 * day)),
+        (b"k", _body(event_time=now + 2 * day)),
+        (b"k", _body(event_time=now // 1000)),  # epoch seconds, read as milliseconds: January 1970
+        (b"k", _body(event_time="+33026-01-01T00:00:00Z")),  # 31,000 years on
+        (b"k", _body(event_time="-29000-01-01")),
+        (b"k", _body()),  # no event_time: the Kafka timestamp, never checked against the window
+    ]
+    df = kafka_rows(spark, messages, timestamp=TS)  # (Python's datetime cannot hold year 33026: no event_ts)
+    rows = validate_events(decode_events(df)).select("offset", "error_code", "error_detail", "stage")
+    rows = rows.orderBy("offset").collect()
+    codes = [r.error_code for r in rows]
+    assert codes == [None, None, *["EVENT_TIME_OUT_OF_WINDOW"] * 2, "EVENT_TIME_OUT_OF_WINDOW",
+                     "EVENT_TIME_OUT_OF_WINDOW", codes[6], None]
+    assert codes[6] in ("EVENT_TIME_OUT_OF_WINDOW", "BAD_EVENT_TIME"), "a year before 1 is out either way"
+    assert rows[2].error_detail == "event_time must be at most 3650d before and 1d after it is scored"
+    assert rows[4].error_detail == "event_time looks like epoch seconds: send epoch milliseconds (seconds x 1000)"
+    assert {r.stage for r in rows[2:6]} == {"validate"}
+
+
+def test_the_window_is_a_setting_and_off_checks_nothing(spark):
+    now = _now_ms()
+    df = kafka_rows(spark, [(b"k", _body(event_time=now - 2 * 3_600_000)), (b"k", _body(event_time=0))],
+                    timestamp=TS)
+    narrow = validate_events(decode_events(df), window=(3_600_000, 60_000)).orderBy("offset").collect()
+    assert [r.error_code for r in narrow] == ["EVENT_TIME_OUT_OF_WINDOW", "EVENT_TIME_OUT_OF_WINDOW"]
+    assert narrow[0].error_detail == "event_time must be at most 1h before and 1m after it is scored"
+    off = validate_events(decode_events(df), window=None).orderBy("offset").collect()
+    assert [r.error_code for r in off] == [None, None]
+
+
+def test_a_key_standing_in_for_patient_id_must_be_utf8(spark):
+    rows = _rows(spark, [(b"p\xff\xfeq", _body()), (b"p\xff\xfeq", _body(patient_id="p-1")), (b"p-2", _body())])
+    assert [(r.error_code, r.patient_id) for r in rows] == [
+        ("KEY_NOT_UTF8", rows[0].patient_id), (None, "p-1"), (None, "p-2"),
+    ]
+    assert rows[0].stage == "validate"
+

@@ -14,9 +14,19 @@ import sys
 from pyspark.sql import SparkSession
 
 from stream.config import Settings
+from stream.contract.codes import MAX_MESSAGE_BYTES
 from stream.local.jvm import spark_jars
 
 logger = logging.getLogger(__name__)
+
+# Avro allocates whatever length a message declares (up to 2 GiB by default): one frame that claims a
+# 2 GB string fills the heap, and the query dies on it again at every restart. No field of a message
+# that passes the size check (MAX_MESSAGE_BYTES) can be longer than the message, so Avro's own limits
+# are set to that; a frame over them is CORRUPT_AVRO. On the driver and on every executor.
+AVRO_LIMITS = " ".join(
+    f"-Dorg.apache.avro.limits.{what}.maxLength={MAX_MESSAGE_BYTES}" for what in ("string", "bytes", "collectionItems")
+)
+JVM_OPTIONS = ("spark.driver.extraJavaOptions", "spark.executor.extraJavaOptions")
 
 
 def spark_conf(settings: Settings, with_connectors: bool = True) -> dict[str, str]:
@@ -31,6 +41,7 @@ def spark_conf(settings: Settings, with_connectors: bool = True) -> dict[str, st
         "spark.sql.shuffle.partitions": str(settings.shuffle_partitions),
         "spark.sql.streaming.stopGracefullyOnShutdown": "true",
         "spark.driver.extraJavaOptions": "-Dlog4j2.level=warn",
+        "spark.executor.extraJavaOptions": "",
         "spark.sql.execution.arrow.pyspark.enabled": "false",
         # HotSpot does not JIT a method over 8,000 bytes of bytecode; above this limit Spark
         # splits whole-stage codegen instead of running one huge method in the interpreter
@@ -43,6 +54,8 @@ def spark_conf(settings: Settings, with_connectors: bool = True) -> dict[str, st
     if with_connectors:
         conf["spark.jars"] = spark_jars(settings.path(settings.jvm_dir))
     conf.update(settings.spark_conf)
+    for key in JVM_OPTIONS:  # kept under a user's own options (a later -D of the same name wins)
+        conf[key] = f"{AVRO_LIMITS} {conf[key]}".strip()
     return conf
 
 

@@ -147,6 +147,16 @@ ODD: list[tuple[str, bytes]] = [
 ]
 
 
+def avro_long(n: int) -> bytes:
+    """An Avro long (zig-zag varint): what a frame declares as a string's length, say."""
+    z, out = (n << 1) ^ (n >> 63), bytearray()
+    while True:
+        byte, z = z & 0x7F, z >> 7
+        out.append(byte | (0x80 if z else 0))
+        if not z:
+            return bytes(out)
+
+
 def hostile_table() -> list[tuple[str, bytes]]:
     """Every hostile value (key-free): the stream's bad-event kinds that HTTP can send, then the odd ones."""
     out = []

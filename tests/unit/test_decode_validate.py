@@ -183,3 +183,25 @@ def test_a_key_standing_in_for_patient_id_must_be_utf8(spark):
     ]
     assert rows[0].stage == "validate"
 
+
+def test_an_avro_frame_declaring_a_2gb_string_is_corrupt_not_an_out_of_memory(spark):
+    from stream.contract.avro import event_schema_versions, frame, load_avsc
+    from stream.contract.writer_schemas import Writer
+    from tests.hostile import avro_long
+
+    v1 = json.dumps(load_avsc(event_schema_versions()[1]))
+    # event_id is the union's string branch (index 1), whose length the frame says is 2,000,000,000 bytes
+    bomb = frame(7, avro_long(1) + avro_long(2_000_000_000) + b"abc")
+    df = kafka_rows(spark, [(b"k", bomb), (b"k", frame(7, avro_long(1) + avro_long(1_048_577) + b"x"))], timestamp=TS)
+    rows = decode_events(df, "avro", {7: Writer(7, "ok", v1)}).orderBy("offset").collect()
+    assert [r.decode_error for r in rows] == ["CORRUPT_AVRO", "CORRUPT_AVRO"]
+
+
+def test_the_avro_limits_stay_under_a_users_own_jvm_options():
+    from stream.config import load_settings
+    from stream.session import AVRO_LIMITS, spark_conf
+
+    conf = spark_conf(load_settings({"spark_conf": {"spark.executor.extraJavaOptions": "-Dx=1"}}), False)
+    assert conf["spark.executor.extraJavaOptions"] == f"{AVRO_LIMITS} -Dx=1"
+    assert conf["spark.driver.extraJavaOptions"].startswith(AVRO_LIMITS)
+    assert "-Dorg.apache.avro.limits.string.maxLength=1048576" in AVRO_LIMITS

@@ -34,7 +34,8 @@ LOCAL_BROKER = ("local_broker", "topics", "jvm_dir")
 LOCAL_REGISTRY = ("local_registry", "jvm_dir")
 SPARK = ("spark", "jvm_dir", "log_level")
 STREAM = ("query_name", "checkpoint_dir", "trigger", "max_offsets_per_trigger", "starting_offsets", "engine",
-          "progress_tracking", "warm_up", "lag_group", "field_ranges", "event_time_window")
+          "progress_tracking", "warm_up", "lag_group", "field_ranges", "event_time_window", "dead_letter_payload",
+          "drift", "drift_window")
 
 
 def _new(sub: Any, name: str, help_: str, handler: str, settings: Sequence[str], *options: Option) -> Any:
@@ -261,8 +262,8 @@ def build_parser() -> argparse.ArgumentParser:
          _opt("--yes", action="store_true", help="do not ask for confirmation"))
     _new(sub, "replay", "send dead letters back to the input topic after the cause is fixed, once each; or "
          "(--from-input) score a range of input records again",
-         f"{ops}:replay_command", ("kafka", "input_topic", "dlq_topic", "formats", "model_dir",
-                                  "engine", "field_ranges", "event_time_window", *SPARK),
+         f"{ops}:replay_command", ("kafka", "input_topic", "dlq_topic", "formats", "model_dir", "engine",
+                                  "field_ranges", "event_time_window", *SPARK),
          _opt("--code", action="append", metavar="CODE", help="only these error codes (repeat, or comma-separate)"),
          _opt("--since", default=None, metavar="T", help="only letters dead-lettered at or after T (ISO 8601 or ms)"),
          _opt("--until", default=None, metavar="T", help="only letters dead-lettered at or before T"),

@@ -43,3 +43,15 @@ def test_unknown_env_value_is_one_line_error(monkeypatch, capsys):
     assert code == 2
     assert err.startswith("heartrisk: error: HEARTRISK_PARTITIONS='-1' is invalid")
     assert len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("command", ["score", "run"])
+def test_the_scorer_takes_every_scorer_setting_as_a_flag(command):
+    """The README's flags work: --dead-letter-payload, --drift, --event-time-window ... (env vars alone did once)."""
+    parser = dict(_walk(build_parser()))[(command,)]
+    flags = {a.dest.removeprefix("setting_") for a in parser._actions if a.dest.startswith("setting_")}
+    scorer = {name for name, spec in SPECS.items() if spec.group == "scorer"} - {"progress_file"}
+    assert scorer - flags == set()
+    args = parser.parse_args(["--dead-letter-payload", "hashed", "--drift", "off", "--event-time-window", "1d:1h"])
+    assert (args.setting_dead_letter_payload, args.setting_drift, args.setting_event_time_window) == (
+        "hashed", "off", "1d:1h")

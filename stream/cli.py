@@ -35,7 +35,7 @@ LOCAL_REGISTRY = ("local_registry", "jvm_dir")
 SPARK = ("spark", "jvm_dir", "log_level")
 STREAM = ("query_name", "checkpoint_dir", "trigger", "max_offsets_per_trigger", "starting_offsets", "engine",
           "progress_tracking", "warm_up", "lag_group", "field_ranges", "event_time_window", "dead_letter_payload",
-          "drift", "drift_window")
+          "dead_letter_key_file", "drift", "drift_window")
 
 
 def _new(sub: Any, name: str, help_: str, handler: str, settings: Sequence[str], *options: Option) -> Any:
@@ -263,7 +263,7 @@ def build_parser() -> argparse.ArgumentParser:
     _new(sub, "replay", "send dead letters back to the input topic after the cause is fixed, once each; or "
          "(--from-input) score a range of input records again",
          f"{ops}:replay_command", ("kafka", "input_topic", "dlq_topic", "formats", "model_dir", "engine",
-                                  "field_ranges", "event_time_window", *SPARK),
+                                  "field_ranges", "event_time_window", "dead_letter_key_file", *SPARK),
          _opt("--code", action="append", metavar="CODE", help="only these error codes (repeat, or comma-separate)"),
          _opt("--since", default=None, metavar="T", help="only letters dead-lettered at or after T (ISO 8601 or ms)"),
          _opt("--until", default=None, metavar="T", help="only letters dead-lettered at or before T"),

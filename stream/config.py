@@ -33,7 +33,7 @@ LogFormat = Literal["text", "json"]
 Engine = Literal["compiled", "pipeline"]
 ProgressTracking = Literal["async", "sync"]
 OnOff = Literal["on", "off"]
-DeadLetterPayload = Literal["kept", "hashed"]
+DeadLetterPayload = Literal["kept", "hashed", "encrypted"]
 PROGRESS_FILE = "heartrisk-progress.json"
 
 
@@ -119,18 +119,18 @@ class Settings:
     event_time_window: str = setting(DEFAULT_EVENT_TIME_WINDOW, "the plausible event_time: PAST:FUTURE around the "
                                      "time an event is scored (units s, m, h, d), or off; outside it, the dead letter "
                                      "EVENT_TIME_OUT_OF_WINDOW", "scorer", time_window, metavar="PAST:FUTURE")
-    lag_group: str = setting(
-        "auto",
-        "Kafka consumer group the scorer mirrors its committed offsets to after each batch, so Kafka's own "
-        "tools see its lag (the checkpoint stays the truth): auto (the query name) | a group name | off",
-        "scorer",
-    )
+    lag_group: str = setting("auto", "Kafka consumer group the scorer mirrors its committed offsets to after each "
+                             "batch, so Kafka's own tools see its lag (the checkpoint stays the truth): auto (the "
+                             "query name) | a group name | off", "scorer")
     progress_file: str = setting("", "progress file the scorer writes and the exporter reads "
                                  "(default: <checkpoint>/heartrisk-progress.json, or .run/ for a remote checkpoint)",
                                  "scorer")
     dead_letter_payload: DeadLetterPayload = setting(
         "kept", "what a dead letter keeps of the original key and value: kept (base64, for replay) | hashed (sha256 "
-        "and sizes only: no patient data on the dead-letter topic)", "scorer", choice(*get_args(DeadLetterPayload)))
+        "and sizes only) | encrypted (Fernet tokens, for replay with the keys)", "scorer",
+        choice(*get_args(DeadLetterPayload)))
+    dead_letter_key_file: str = setting("", "Fernet keys for encrypted dead letters, KEY_ID=KEY a line (the first "
+                                        "seals, all open); every executor reads it at this path", "scorer")
     drift: OnOff = setting("on", "count each batch's valid events per training bin, for the drift metrics: on | off",
                            "scorer", choice(*get_args(OnOff)), metavar="on|off")
     drift_window: float = setting(3600.0, "seconds of events the drift metrics (PSI, level mix, missing) cover",

@@ -24,7 +24,6 @@ letters) is ``stream.app.rescore``.
 
 from __future__ import annotations
 
-import base64
 import json
 import logging
 import time
@@ -33,6 +32,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from stream.config import Settings
+from stream.contract.sealed import ENCRYPTED, original_bytes, read_keys
 from stream.errors import BrokerError
 from stream.local.topics import ensure_topics, watermarks
 
@@ -185,9 +185,17 @@ def replay(
     settings: Settings, filters: Filters, dry_run: bool = False, force: bool = False,
     to_topic: str | None = None, progress: Callable[[int, int], None] | None = None,
 ) -> ReplayResult:
-    """Replay the matching dead letters (or, with ``dry_run``, list them)."""
+    """Replay the matching dead letters (or, with ``dry_run``, list them).
+
+    Sealed letters (``payload: encrypted``) are opened with ``Settings.dead_letter_key_file``, all of
+    them before anything is sent.
+
+    Raises:
+        ConfigError: a sealed letter with no keys file, or one that does not open with it.
+    """
     target = to_topic or settings.input_topic
     done = set() if force else replayed_letters(settings)
+    keys = read_keys(settings.path(settings.dead_letter_key_file)) if settings.dead_letter_key_file else None
     result = ReplayResult()
     chosen: list[tuple[str, dict[str, Any], int]] = []
 
@@ -205,7 +213,8 @@ def replay(
             result.already_replayed += 1
             return
         truncated = letter.get("value_truncated") or letter.get("key_truncated")
-        if truncated or (letter.get("value_base64") is None and letter.get("value_size")):
+        sealed = letter.get("payload") == ENCRYPTED
+        if truncated or (not sealed and letter.get("value_base64") is None and letter.get("value_size")):
             result.not_replayable += 1
             return
         chosen.append((key, letter, ts))
@@ -223,16 +232,15 @@ def replay(
         return result
     if not chosen:
         return result
+    originals = [original_bytes(letter, keys) for _, letter, _ in chosen]  # every one opens, or nothing is sent
     record_topic = _ensure_record_topic(settings)
     sender = Sender(settings)
     now = str(int(time.time() * 1000)).encode()
-    for i, (key, letter, _) in enumerate(chosen, start=1):
+    for i, ((key, letter, _), (k, v)) in enumerate(zip(chosen, originals, strict=True), start=1):
         origin = f"{letter.get('topic')}/{letter.get('partition')}/{letter.get('offset')}".encode()
-        k, v = letter.get("key_base64"), letter.get("value_base64")
         headers = [("heartrisk-replay-of", origin), ("heartrisk-replay-letter", key.encode()),
                    ("heartrisk-replayed-at", now)]
-        sender.send(target, base64.b64decode(k) if k is not None else None,
-                    base64.b64decode(v) if v is not None else None, headers)
+        sender.send(target, k, v, headers)
         if progress is not None:
             progress(i, len(chosen))
     sender.flush(f"sending to {target} (nothing was recorded as replayed)")

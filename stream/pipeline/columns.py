@@ -3,9 +3,14 @@
 The stages (source, decode, validate, score, encode, sink) import names from
 here and never from each other, so each stage can be read, tested and replaced
 on its own. Pure Python: the exporter and other pyspark-free code may import it.
+It also names the project's own JVM functions (jvm/functions), and registers them.
 """
 
 from __future__ import annotations
+
+from typing import Any
+
+from stream.errors import SetupError
 
 # source: the Kafka source's columns, in order
 KEY = "key"
@@ -63,3 +68,24 @@ LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0)
 def bucket_name(le: float) -> str:
     """The observation column of one latency bucket: ``le_0_05`` for 0.05 s."""
     return f"le_{str(le).replace('.', '_')}"
+
+
+# The project's JVM functions (jvm/functions, built by `make setup`): SQL name -> Java class
+JSON_FLAW_FUNCTION = "heartrisk_json_flaw"  # decode: what from_json lets through (trailing bytes, a field twice)
+FERNET_SEAL_FUNCTION = "heartrisk_fernet_seal"  # encode: a dead letter's payload as a Fernet token
+JAVA_UDFS = {JSON_FLAW_FUNCTION: "io.heartrisk.spark.JsonFlaw", FERNET_SEAL_FUNCTION: "io.heartrisk.spark.FernetSeal"}
+
+
+def register_java_udf(spark: Any, name: str) -> None:
+    """Register one of ``JAVA_UDFS`` (returning a string) in the session, once.
+
+    Raises:
+        SetupError: the class is not on Spark's classpath (``make setup`` builds it).
+    """
+    try:
+        if not spark.catalog.functionExists(name):
+            spark.udf.registerJavaFunction(name, JAVA_UDFS[name], "string")
+    except Exception as exc:  # py4j / AnalysisException: the class is missing from spark.jars
+        why = str(exc).strip().splitlines()[-1][:300] if str(exc).strip() else exc.__class__.__name__
+        msg = f"the Spark function {name} could not be registered ({why}): run `make setup`"
+        raise SetupError(msg) from exc

@@ -24,15 +24,23 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 
-from pyspark.sql import Column, DataFrame, SparkSession
+from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
 from stream.contract.avro import HEADER_BYTES, MAGIC, reader_schema
 from stream.contract.codes import MAX_MESSAGE_BYTES, TRAILING_DETAIL
 from stream.contract.schema import ENVELOPE_FIELDS, clinical_fields
 from stream.contract.writer_schemas import Writer
-from stream.errors import SetupError
-from stream.pipeline.columns import DECODE_DETAIL, DECODE_ERROR, EVENT, PRESENT, SCHEMA_ID, UNPLANNED_SCHEMA_ID
+from stream.pipeline.columns import (
+    DECODE_DETAIL,
+    DECODE_ERROR,
+    EVENT,
+    JSON_FLAW_FUNCTION,
+    PRESENT,
+    SCHEMA_ID,
+    UNPLANNED_SCHEMA_ID,
+    register_java_udf,
+)
 
 _JSON = "_json"
 _IS_AVRO = "_is_avro"
@@ -58,25 +66,6 @@ def _size_error(value: Column) -> Column:
 def schema_id_column(value: Column) -> Column:
     """Bytes 1-4 of a framed message as the (unsigned, big-endian) schema id."""
     return F.conv(F.hex(F.substring(value, 2, 4)), 16, 10).cast("long")
-
-
-JSON_FLAW_FUNCTION = "heartrisk_json_flaw"
-
-
-def register_json_flaw(spark: SparkSession) -> None:
-    """Register ``heartrisk_json_flaw`` (``JsonFlaw`` in jvm/functions: Java, no Python per row) in the session.
-
-    Raises:
-        SetupError: the class is not on Spark's classpath.
-    """
-    try:
-        if spark.catalog.functionExists(JSON_FLAW_FUNCTION):
-            return
-        spark.udf.registerJavaFunction(JSON_FLAW_FUNCTION, "io.heartrisk.spark.JsonFlaw", "string")
-    except Exception as exc:  # py4j / AnalysisException: the class is missing from spark.jars
-        why = str(exc).strip().splitlines()[-1][:300] if str(exc).strip() else exc.__class__.__name__
-        msg = f"the strict JSON check could not be registered ({why}): run `make setup`"
-        raise SetupError(msg) from exc
 
 
 # Jackson's lenient single quotes off: {'Age': 54} is not JSON (RFC 8259), so NOT_JSON, not scored
@@ -155,7 +144,7 @@ def _reject_json_flaws(df: DataFrame) -> DataFrame:
     UDF referenced more than once), and only where ``from_json`` found no error. A rejected text gives
     no envelope, as every other decode error: its event_id and event_time are not read from it.
     """
-    register_json_flaw(df.sparkSession)
+    register_java_udf(df.sparkSession, JSON_FLAW_FUNCTION)
     unflawed = F.col(DECODE_ERROR).isNull() & F.col(_JSON).isNotNull()
     df = df.withColumn(_FLAW, F.when(unflawed, F.call_function(JSON_FLAW_FUNCTION, F.col(_JSON))))
     flaw = F.col(_FLAW)

@@ -11,6 +11,8 @@ each row, so one Kafka sink serves both.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
@@ -18,9 +20,12 @@ from stream import __version__
 from stream.config import Settings
 from stream.contract.avro import header_hex, prediction_schema
 from stream.contract.codes import MAX_DEAD_LETTER_KEY_BYTES, MAX_DEAD_LETTER_VALUE_BYTES
+from stream.contract.sealed import ENCRYPTED, sealing_key_id
+from stream.errors import ConfigError
 from stream.pipeline.columns import (
     ERROR_CODE,
     ERROR_DETAIL,
+    FERNET_SEAL_FUNCTION,
     JVM_NOW_MS,
     PROBABILITY,
     RISK_LEVEL,
@@ -29,6 +34,7 @@ from stream.pipeline.columns import (
     SHADOW_PROBABILITY,
     SHADOW_VERSION,
     STAGE,
+    register_java_udf,
 )
 
 ISO_MILLIS = "yyyy-MM-dd'T'HH:mm:ss.SSS'Z'"
@@ -70,27 +76,66 @@ def prediction_avro(schema_id: int) -> Column:
     return F.concat(F.unhex(F.lit(header_hex(schema_id))), to_avro(_prediction_struct(), prediction_schema()))
 
 
-def dead_letter_key(hashed: bool = False) -> Column:
+@dataclass(frozen=True)
+class Payload:
+    """What a dead letter keeps of the original key and value (``Settings.dead_letter_payload``).
+
+    ``encrypted``: the path of the keys file every executor reads, and the id of the key that seals
+    (the file's first); the key itself never enters the plan.
+    """
+
+    mode: str = "kept"
+    keys_file: str = ""
+    key_id: str = ""
+
+    @classmethod
+    def of(cls, settings: Settings) -> Payload:
+        """From the settings; an encrypted mode's keys file is read and checked here, on the driver.
+
+        Raises:
+            ConfigError: encrypted without a keys file, or a keys file that does not read.
+        """
+        if settings.dead_letter_payload != ENCRYPTED:
+            return cls(settings.dead_letter_payload)
+        if not settings.dead_letter_key_file:
+            msg = ("--dead-letter-payload encrypted needs the Fernet keys: set HEARTRISK_DEAD_LETTER_KEY_FILE "
+                   "(--dead-letter-key-file) to a file of KEY_ID=KEY lines")
+            raise ConfigError(msg)
+        path = settings.path(settings.dead_letter_key_file)
+        return cls(ENCRYPTED, str(path), sealing_key_id(path))
+
+
+def _cut(column: str, limit: int) -> Column:
+    """The column's first ``limit`` bytes."""
+    return F.when(F.octet_length(F.col(column)) > limit, F.substring(F.col(column), 1, limit)).otherwise(F.col(column))
+
+
+def dead_letter_key(payload: Payload = Payload()) -> Column:
     """The dead letter's Kafka key: the original key cut to ``MAX_DEAD_LETTER_KEY_BYTES``, or its sha256 (hex)."""
-    if hashed:
+    if payload.mode != "kept":
         return F.sha2(F.col("key"), 256).cast("binary")
-    return F.when(F.octet_length(F.col("key")) > MAX_DEAD_LETTER_KEY_BYTES,
-                  F.substring(F.col("key"), 1, MAX_DEAD_LETTER_KEY_BYTES)).otherwise(F.col("key"))
+    return _cut("key", MAX_DEAD_LETTER_KEY_BYTES)
 
 
-def dead_letter_value(hashed: bool = False) -> Column:
+def dead_letter_value(payload: Payload = Payload()) -> Column:
     """The dead letter as JSON (see schemas/dead_letter.v1.schema.json).
 
     ``hashed``: no copy of the original key or value, only their sha256 and sizes (``payload: hashed``).
+    ``encrypted``: their copies (cut as when kept) sealed as Fernet tokens in the JVM (``payload: encrypted``,
+    ``key_id``, ``key_fernet``, ``value_fernet``), and the key's sha256.
     """
+    kept, hashed = payload.mode == "kept", payload.mode == "hashed"
     key_size = F.octet_length(F.col("key"))
     size = F.octet_length(F.col("value"))
     truncated = F.coalesce(size > MAX_DEAD_LETTER_VALUE_BYTES, F.lit(False)) & F.lit(not hashed)
-    kept = F.when(truncated, F.substring(F.col("value"), 1, MAX_DEAD_LETTER_VALUE_BYTES)).otherwise(
-        F.col("value")
-    )
+    key, value = _cut("key", MAX_DEAD_LETTER_KEY_BYTES), _cut("value", MAX_DEAD_LETTER_VALUE_BYTES)
     none = F.lit(None).cast("string")
-    extra = [F.lit("hashed").alias("payload"), F.sha2(F.col("key"), 256).alias("key_sha256")] if hashed else []
+    extra = [] if kept else [F.lit(payload.mode).alias("payload"), F.sha2(F.col("key"), 256).alias("key_sha256")]
+    if payload.mode == ENCRYPTED:
+        keys_file = F.lit(payload.keys_file)
+        extra += [F.lit(payload.key_id).alias("key_id"),
+                  F.call_function(FERNET_SEAL_FUNCTION, key, keys_file).alias("key_fernet"),
+                  F.call_function(FERNET_SEAL_FUNCTION, value, keys_file).alias("value_fernet")]
     return F.to_json(
         F.struct(
             F.col(ERROR_CODE).alias("error_code"),
@@ -101,10 +146,10 @@ def dead_letter_value(hashed: bool = False) -> Column:
             F.col("partition"),
             F.col("offset"),
             _iso(F.col("timestamp")).alias("timestamp"),
-            (none if hashed else F.base64(dead_letter_key())).alias("key_base64"),
+            (F.base64(key) if kept else none).alias("key_base64"),
             key_size.alias("key_size"),
             (F.coalesce(key_size > MAX_DEAD_LETTER_KEY_BYTES, F.lit(False)) & F.lit(not hashed)).alias("key_truncated"),
-            (none if hashed else F.base64(kept)).alias("value_base64"),
+            (F.base64(value) if kept else none).alias("value_base64"),
             size.alias("value_size"),
             truncated.alias("value_truncated"),
             F.sha2(F.col("value"), 256).alias("value_sha256"),
@@ -127,7 +172,9 @@ def encode_output(df: DataFrame, settings: Settings, prediction_schema_id: int |
     With ``prediction_schema_id`` (the registry id of prediction.v1.avsc) predictions are framed Avro.
     """
     ok = F.col(ERROR_CODE).isNull()
-    hashed = settings.dead_letter_payload == "hashed"
+    payload = Payload.of(settings)
+    if payload.mode == ENCRYPTED:
+        register_java_udf(df.sparkSession, FERNET_SEAL_FUNCTION)
     avro = prediction_schema_id is not None
     prediction = (
         prediction_avro(prediction_schema_id) if prediction_schema_id is not None else prediction_value().cast("binary")
@@ -147,8 +194,8 @@ def encode_output(df: DataFrame, settings: Settings, prediction_schema_id: int |
     )
     columns = [
         F.when(ok, F.lit(settings.output_topic)).otherwise(F.lit(settings.dlq_topic)).alias("topic"),
-        F.when(ok, F.col("patient_id").cast("binary")).otherwise(dead_letter_key(hashed)).alias("key"),
-        F.when(ok, prediction).otherwise(dead_letter_value(hashed).cast("binary")).alias("value"),
+        F.when(ok, F.col("patient_id").cast("binary")).otherwise(dead_letter_key(payload)).alias("key"),
+        F.when(ok, prediction).otherwise(dead_letter_value(payload).cast("binary")).alias("value"),
         F.when(ok, headers_ok).otherwise(headers_bad).alias("headers"),
     ]
     if SHADOW_VERSION not in df.columns:

@@ -170,3 +170,69 @@ def test_async_progress_tracking_only_where_spark_allows_it():
         assert progress_options(load_settings({"trigger": trigger}, environ={})) == {}, trigger
     off = load_settings({"trigger": "processing-time=0", "progress_tracking": "sync"}, environ={})
     assert progress_options(off) == {}
+
+
+def _keys_file(tmp_path, *names: str):
+    from cryptography.fernet import Fernet
+
+    keys = {n: Fernet.generate_key().decode() for n in names}
+    path = tmp_path / "dlq.keys"
+    path.write_text("# dead-letter keys: the first seals\n" + "".join(f"{n}={k}\n" for n, k in keys.items()))
+    return path, keys
+
+
+def test_encrypted_dead_letters_open_with_pythons_fernet_and_hold_no_plaintext(spark, model, tmp_path):
+    import base64
+    import hashlib
+
+    import jsonschema
+    from cryptography.fernet import Fernet
+
+    from stream.contract.schema import load_json
+    from stream.contract.sealed import original_bytes, read_keys
+
+    path, keys = _keys_file(tmp_path, "2026-12", "2026-06")
+    secret_key, secret_value = b"patient-4711", b'{"patient_id": "patient-4711", "Cholesterol": 587.125, "Age": "x"'
+    big_key = b"k" * 70_000  # cut to 64 KiB before sealing, as a kept one is
+    raw = _raw(spark, [(secret_key, secret_value), (secret_key, secret_value), (big_key, b"{"), (None, b"")])
+    encrypted = dataclasses.replace(SETTINGS, dead_letter_payload="encrypted", dead_letter_key_file=str(path))
+    rows = encode_output(build_scores(raw, model), encrypted).collect()
+    letters = [json.loads(r.value) for r in rows]
+    schema = load_json("dead_letter.v1.schema.json")
+    for row, letter in zip(rows, letters, strict=True):
+        jsonschema.validate(letter, schema)
+        assert (letter["payload"], letter["key_id"]) == ("encrypted", "2026-12"), "the file's first key seals"
+        assert letter["key_base64"] is None and letter["value_base64"] is None
+        for secret in (b"4711", b"587.125", base64.b64encode(secret_value)[:20]):
+            assert secret not in row.value
+    assert rows[0].key == hashlib.sha256(secret_key).hexdigest().encode(), "the Kafka key is the key's sha256"
+    # Python's own Fernet opens what the JVM sealed; each token has its own IV
+    assert Fernet(keys["2026-12"].encode()).decrypt(letters[0]["value_fernet"]) == secret_value
+    assert letters[0]["value_fernet"] != letters[1]["value_fernet"]
+    assert original_bytes(letters[0], read_keys(path)) == (secret_key, secret_value)
+    assert original_bytes(letters[2], read_keys(path))[0] == big_key[: 64 * 1024]
+    assert letters[2]["key_truncated"] is True
+    assert original_bytes(letters[3], read_keys(path)) == (None, b""), "a null key stays null"
+    # rotation: a later file with a new first key still opens the letters the old one sealed
+    rotated = tmp_path / "rotated.keys"
+    rotated.write_text(f"2027-01={Fernet.generate_key().decode()}\n" + path.read_text())
+    assert original_bytes(letters[0], read_keys(rotated)) == (secret_key, secret_value)
+
+
+def test_encrypted_mode_refuses_a_missing_or_malformed_keys_file_without_quoting_a_key(tmp_path):
+    from stream.errors import ConfigError
+    from stream.pipeline.encode import Payload
+
+    with pytest.raises(ConfigError, match="needs the Fernet keys: set HEARTRISK_DEAD_LETTER_KEY_FILE"):
+        Payload.of(dataclasses.replace(SETTINGS, dead_letter_payload="encrypted"))
+    with pytest.raises(ConfigError, match="cannot be read"):
+        Payload.of(dataclasses.replace(SETTINGS, dead_letter_payload="encrypted",
+                                       dead_letter_key_file=str(tmp_path / "absent")))
+    bad = tmp_path / "bad.keys"
+    bad.write_text("k1=c2VjcmV0LW5vdC1hLWZlcm5ldC1rZXk=\n")
+    with pytest.raises(ConfigError) as err:
+        Payload.of(dataclasses.replace(SETTINGS, dead_letter_payload="encrypted", dead_letter_key_file=str(bad)))
+    assert "line 1" in str(err.value) and "c2VjcmV0" not in str(err.value)
+    path, _ = _keys_file(tmp_path, "only")
+    assert Payload.of(dataclasses.replace(SETTINGS, dead_letter_payload="encrypted",
+                                          dead_letter_key_file=str(path))).key_id == "only"

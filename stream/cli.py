@@ -94,7 +94,10 @@ def build_parser() -> argparse.ArgumentParser:
     _new(kafka, "groups", "the broker's own kafka-consumer-groups tool: list groups, or --group G for offsets and lag",
          f"{svc}:kafka_groups", ("kafka", "jvm_dir"),
          _opt("--group", default=None,
-              help="describe this group (the scorer's is named after its query): offsets and lag"))
+              help="describe this group (the scorer's is named after its query): offsets and lag"),
+         _opt("--delete", action="store_true",
+              help="delete --group instead (its members must be gone): a scorer whose checkpoint was deleted on "
+                   "purpose then starts over from --starting-offsets"))
 
     registry = _group(
         sub, "registry", "manage the local schema registry (Apicurio, Confluent-compatible API)",

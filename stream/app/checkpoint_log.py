@@ -113,12 +113,17 @@ class HadoopFiles:
             stream.close()
 
     def write(self, name: str, text: str) -> None:
-        """Create or replace (object stores write whole objects on close)."""
-        out = self.fs.create(self._path(name), True)
+        """Create or replace, never half-written: a temporary file, then a rename (on HDFS, atomic)."""
+        path = self._path(name)
+        tmp = self.jvm.org.apache.hadoop.fs.Path(path.getParent(), f".{path.getName()}.tmp")
+        out = self.fs.create(tmp, True)
         try:
             out.write(bytearray(text.encode()))
         finally:
             out.close()
+        if self.fs.exists(path):
+            self.fs.delete(path, False)
+        self.fs.rename(tmp, path)
 
 
 def batch_ids(files: LogFiles, folder: str) -> list[int]:

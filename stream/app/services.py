@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from stream.config import Settings
+from stream.errors import ConfigError
 
 
 def kafka_up(args: argparse.Namespace, s: Settings) -> int:
@@ -76,10 +77,13 @@ def kafka_status(args: argparse.Namespace, s: Settings) -> int:
 
 
 def kafka_groups(args: argparse.Namespace, s: Settings) -> int:
-    """The broker's own consumer-groups tool: list the groups, or describe one (its offsets and lag)."""
+    """The broker's own consumer-groups tool: list the groups, describe one (its offsets and lag), or delete one."""
     from stream.local.topics import consumer_groups_tool
 
-    extra = ["--describe", "--group", args.group] if args.group else ["--list"]
+    if args.delete and not args.group:
+        msg = "--delete needs --group G (the scorer's group is named after its query)"
+        raise ConfigError(msg)
+    extra = [("--delete" if args.delete else "--describe"), "--group", args.group] if args.group else ["--list"]
     creds = s.credentials()
     java = {**(creds.java() if creds else {}), **s.kafka_options}
     props = "".join(f"{k}={v}\n" for k, v in java.items())

@@ -13,6 +13,8 @@ import dataclasses
 import json
 import re
 import shutil
+import subprocess
+import sys
 import uuid
 from pathlib import Path
 
@@ -101,3 +103,14 @@ def test_checkpoint_faults_are_refused_and_their_remedies_lose_nothing(spark, mo
     print(f"\ncheckpoint faults: {sent} events in, {len(ids)} predictions, {len(ids) - len(set(ids))} duplicates")
     assert len(set(ids)) == sent == 2000, "none lost"
     assert len(ids) == sent, "and none twice: each remedy resumed at the end of the last committed batch"
+
+    # starting over on purpose: delete the checkpoint and the group (README), and the topic is scored again
+    shutil.rmtree(root)
+    deleted = subprocess.run([str(Path(sys.executable).with_name("heartrisk")), "kafka", "groups", "--group",
+                              s.query_name, "--delete", "--bootstrap-servers", kafka_bootstrap],
+                             capture_output=True, text=True, timeout=120)
+    assert deleted.returncode == 0, deleted.stdout + deleted.stderr
+    assert lag_group_offsets(s) == {}
+    _score(spark, model, s)
+    again = consume(kafka_bootstrap, out, lambda r: len(r) >= 2 * sent, 60)
+    assert len(again) == 2 * sent

@@ -33,6 +33,7 @@ from stream.monitor.model_metrics import PREFIX, drift_metrics, quality_metrics
 from stream.monitor.progress import read_progress
 from stream.monitor.push import push_handler, warn_if_clear_text
 from stream.pipeline.columns import LATENCY_BUCKETS
+from stream.spec import redact_url
 
 logger = logging.getLogger(__name__)
 
@@ -264,7 +265,7 @@ class Exporter:
         self.serve()
         logger.info(
             'event="exporter started" pushgateway="%s" instance="%s" progress="%s" port=%d',
-            self.cfg.pushgateway, self.cfg.instance, self.cfg.progress_path, self.cfg.port,
+            redact_url(self.cfg.pushgateway), self.cfg.instance, self.cfg.progress_path, self.cfg.port,
         )
         backoff = self.cfg.interval_s
         while not self.stop.is_set():
@@ -282,7 +283,7 @@ class Exporter:
                 wait = backoff
                 logger.warning(
                     'event="push failed" pushgateway="%s" failures=%d retry_in_s=%.0f error="%s"',
-                    self.cfg.pushgateway, self.push_failures, wait, exc,
+                    redact_url(self.cfg.pushgateway), self.push_failures, wait, redact_url(str(exc)),
                 )
             self.stop.wait(wait)
         self.shutdown()

@@ -333,7 +333,7 @@ def load_settings(
                     msg = f"{source} is invalid (its value is secret and not shown): expected {spec.metavar}"
                 else:
                     msg = f"{source}={raw!r} is invalid: {exc}"
-                raise ConfigError(msg) from exc
+                raise ConfigError(msg) from (None if spec.secret else exc)  # a secret's cause would quote it
     for name, value in (overrides or {}).items():
         if value is None:
             continue

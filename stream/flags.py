@@ -28,9 +28,9 @@ def unechoed(spec: Any) -> Any:
     def parse(text: str) -> Any:
         try:
             return spec.parse(text)
-        except (ValueError, ConfigError) as exc:
+        except (ValueError, ConfigError):
             msg = f"invalid value (it is secret and not shown): expected {spec.metavar or 'a value'}"
-            raise argparse.ArgumentTypeError(msg) from exc
+            raise argparse.ArgumentTypeError(msg) from None  # the cause would quote the value
 
     return parse
 

@@ -21,6 +21,7 @@ from typing import Any
 
 from stream import __version__
 from stream.config import Settings, settings_in
+from stream.credentials import librdkafka_refusal
 from stream.errors import HeartriskError
 from stream.flags import Formatter, add_settings, settings_from_args
 from stream.logs import setup_logging
@@ -291,6 +292,14 @@ def resolve_handler(target: str) -> Handler:
     return handler
 
 
+def _client_options(settings: Settings | None) -> dict[str, Any]:
+    """The confluent-kafka options whose secrets an error message must not repeat."""
+    try:
+        return settings.kafka_client_config() if settings is not None else {}
+    except HeartriskError:
+        return dict(settings.kafka_options) if settings is not None else {}
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``heartrisk``; return the exit code."""
     parser = build_parser()
@@ -298,6 +307,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     command = " ".join(str(v) for k, v in sorted(vars(args).items()) if k == "command" or k.endswith("_command"))
     code, audit = 1, logging.DEBUG
     started = time.monotonic()
+    settings: Settings | None = None
     try:
         settings = settings_from_args(args)
         setup_logging(settings.log_level, args.verbose, settings.log_format)
@@ -311,6 +321,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             logger.exception("failed")
         print(f"heartrisk: error: {exc}", file=sys.stderr)
         code = exc.exit_code
+        return code
+    except Exception as exc:
+        refused = librdkafka_refusal(exc, _client_options(settings))
+        if refused is None:
+            raise
+        if args.verbose:
+            logger.error('event="failed" error="%s"', refused)
+        print(f"heartrisk: error: {refused}", file=sys.stderr)
+        code = 2
         return code
     except KeyboardInterrupt:
         print("heartrisk: interrupted", file=sys.stderr)

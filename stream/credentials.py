@@ -19,10 +19,13 @@ wins over both.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from stream.errors import ConfigError
+from stream.spec import redact_values
 
 PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_SSL", "SASL_PLAINTEXT")
 MECHANISMS = {
@@ -164,3 +167,21 @@ class KafkaCredentials:
 
 def _jaas_quote(value: str) -> str:
     return value.replace("\\", "\\\\").replace('"', '\\"')
+
+
+def librdkafka_refusal(exc: BaseException, options: Mapping[str, Any]) -> str | None:
+    """The refusal of a client option by librdkafka (``KafkaException``, ``_INVALID_ARG``) as one sentence, or None.
+
+    Every secret value of ``options`` (a client's config) is scrubbed from librdkafka's text.
+    """
+    err: Any = exc.args[0] if exc.args else None
+    if type(exc).__name__ != "KafkaException" or not hasattr(err, "code"):
+        return None
+    from confluent_kafka import KafkaError
+
+    if err.code() != KafkaError._INVALID_ARG:
+        return None
+    why = redact_values(str(err.str()), {k: str(v) for k, v in options.items()})
+    return (f"a Kafka client (librdkafka) refused its options: {why}. An option only Java's client knows "
+            "(sasl.jaas.config, ...) belongs in the credentials file (HEARTRISK_KAFKA_SECURITY_FILE), not in "
+            "HEARTRISK_KAFKA_OPTIONS, which both clients read")

@@ -8,7 +8,7 @@ declaration. Nothing here reads the environment.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,6 +24,14 @@ REDACTED = "***"
 def redact_url(url: str) -> str:
     """``http://user:pass@host/x`` -> ``http://***@host/x``."""
     return re.sub(r"(://)[^/@]+@", r"\1" + REDACTED + "@", url)
+
+
+def redact_values(text: str, options: Mapping[str, str]) -> str:
+    """``text`` with the value of every secret option (``is_secret`` of its key) replaced by ``***``."""
+    for key, value in options.items():
+        if value and is_secret(key):
+            text = text.replace(value, REDACTED)
+    return text
 
 
 def clear_text_off_host(url: str) -> bool:

@@ -42,6 +42,9 @@ def score_batch_command(args: argparse.Namespace, s: Settings) -> int:
 def produce_command(args: argparse.Namespace, s: Settings) -> int:
     """Publish patient events, with progress."""
     from stream.app.produce import generate, publish
+    from stream.local.topics import usable_broker_topics
+
+    usable_broker_topics(s.bootstrap_servers, s.kafka_client_config())  # one clear line, not a timeout
 
     count = args.count
     if count is None:
@@ -85,6 +88,9 @@ def produce_command(args: argparse.Namespace, s: Settings) -> int:
 def tail_command(args: argparse.Namespace, s: Settings) -> int:
     """Follow the predictions or dead letters."""
     from stream.app.tail import tail
+    from stream.local.topics import usable_broker_topics
+
+    usable_broker_topics(s.bootstrap_servers, s.kafka_client_config())  # one clear line, not a silent wait
 
     levels = {lvl.strip().capitalize() for lvl in args.risk_level.split(",")} if args.risk_level else None
     tail(

@@ -26,7 +26,7 @@ from stream.contract.avro import prediction_schema, reader_schema
 from stream.contract.registry import SchemaRegistry, subject_for
 from stream.contract.writer_schemas import Writer, WriterSchemas
 from stream.errors import BrokerError, ConfigError, RegistryUnavailable
-from stream.local.topics import end_offsets
+from stream.local.topics import end_offsets, usable_broker_topics
 from stream.model.artifact import LoadedModel
 from stream.monitor.drift import reference
 from stream.monitor.listener import ProgressListener
@@ -60,18 +60,9 @@ def check_broker(settings: Settings, extra_topics: tuple[str, ...] = ()) -> None
     """Fail fast with one clear line when the broker or a topic (the three, and ``extra_topics``) is missing.
 
     Raises:
-        BrokerError: no broker answers, or a topic does not exist.
+        BrokerError: no broker can be used (``usable_broker_topics``), or a topic does not exist.
     """
-    from confluent_kafka import KafkaException
-    from confluent_kafka.admin import AdminClient
-
-    seen: list[Any] = []  # librdkafka's errors while trying: they say why (refused credentials, TLS, ...)
-    admin = AdminClient(settings.kafka_client_config(**{"log_level": 0, "error_cb": seen.append}))
-    try:
-        topics = admin.list_topics(timeout=10).topics
-    except KafkaException as exc:
-        admin.poll(0.5)  # serves the error callbacks: why it failed
-        raise BrokerError(broker_refusal(settings.bootstrap_servers, seen)) from exc
+    topics = usable_broker_topics(settings.bootstrap_servers, settings.kafka_client_config())
     wanted = (settings.input_topic, settings.output_topic, settings.dlq_topic, *extra_topics)
     missing = [t for t in wanted if t not in topics]
     if missing:
@@ -80,25 +71,6 @@ def check_broker(settings: Settings, extra_topics: tuple[str, ...] = ()) -> None
             "create them with `heartrisk kafka topics`"
         )
         raise BrokerError(msg)
-
-
-def broker_refusal(bootstrap: str, errors: list[Any]) -> str:
-    """One line on why no broker could be used: nobody answers, the credentials were refused, or TLS failed."""
-    from confluent_kafka import KafkaError
-
-    codes = {e.code() for e in errors}
-    text = " ".join(e.str() for e in errors).lower()
-    if KafkaError._AUTHENTICATION in codes or "authentication failed" in text:
-        return (f"the Kafka broker at {bootstrap} refused the credentials (authentication failed): check the user "
-                "and password in HEARTRISK_KAFKA_SECURITY_FILE")
-    if KafkaError._SSL in codes or "ssl" in text:
-        return (f"the TLS handshake with the Kafka broker at {bootstrap} failed: check the CA and client certificate "
-                "in HEARTRISK_KAFKA_SECURITY_FILE")
-    if errors and "refused" not in text:
-        return (f"the Kafka broker at {bootstrap} closed the connection: it may require TLS or SASL, which the "
-                "client was not configured for (set HEARTRISK_KAFKA_SECURITY_FILE)")
-    return (f"no Kafka broker answers at {bootstrap}: start one with `heartrisk kafka up` or set "
-            "HEARTRISK_BOOTSTRAP_SERVERS")
 
 
 def check_real_time(spark: SparkSession, settings: Settings) -> None:

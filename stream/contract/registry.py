@@ -20,8 +20,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from stream.config import Settings
-from stream.errors import RegistryUnavailable, SchemaNotFound
-from stream.spec import clear_text_off_host, redact_url
+from stream.errors import ConfigError, RegistryUnavailable, SchemaNotFound
+from stream.spec import clear_text_off_host, redact_url, redact_values
 
 logger = logging.getLogger(__name__)
 
@@ -58,6 +58,11 @@ class SchemaRegistry:
         conf: dict[str, Any] = {"url": url, "timeout": timeout_s, "max.retries": 1}
         if ca_file:
             conf["ssl.ca.location"] = ca_file
+        if user_info and redact_url(url) != url:
+            msg = ("the registry credentials are given twice, in HEARTRISK_SCHEMA_REGISTRY_URL and in "
+                   "HEARTRISK_SCHEMA_REGISTRY_USER_INFO: keep the variable (or its _FILE), and a URL without "
+                   "user:pass@")
+            raise ConfigError(msg)
         if user_info:
             conf["basic.auth.user.info"] = user_info
             if clear_text_off_host(url):
@@ -66,7 +71,13 @@ class SchemaRegistry:
                     'unencrypted: use an https:// HEARTRISK_SCHEMA_REGISTRY_URL"', redact_url(url),
                 )
         self.url = url
-        self.client = SchemaRegistryClient.new_client(conf)
+        try:
+            self.client = SchemaRegistryClient.new_client(conf)
+        except ValueError as exc:  # its messages name options, but scrub the credentials all the same
+            secrets = {"user.info": user_info, "password": user_info.partition(":")[2], "url.password": url}
+            why = redact_values(str(exc), secrets)
+            msg = f"the schema registry client refused its settings ({redact_url(why)}): see the README, Avro"
+            raise ConfigError(msg) from exc
         self._cache: dict[int, WriterSchema] = {}
         self._lock = threading.Lock()
 

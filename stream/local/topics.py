@@ -206,3 +206,38 @@ def consumer_groups_tool(
             cmd += ["--command-config", props.name]
         done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s, check=False)
     return done.returncode, done.stdout + done.stderr
+
+
+def usable_broker_topics(bootstrap: str, client_config: dict[str, Any], timeout_s: float = 10.0) -> set[str]:
+    """The topics of a broker that accepts these client options, or one clear line on why none can be used.
+
+    Raises:
+        BrokerError: nobody answers, the credentials were refused, TLS failed, or the broker wants TLS/SASL.
+    """
+    seen: list[Any] = []  # librdkafka's errors while trying: they say why (refused credentials, TLS, ...)
+    conf: dict[str, Any] = {**client_config, "log_level": 0, "error_cb": seen.append}
+    admin = AdminClient(conf)
+    try:
+        return set(admin.list_topics(timeout=timeout_s).topics)
+    except KafkaException as exc:
+        admin.poll(0.5)  # serves the error callbacks: why it failed
+        raise BrokerError(broker_refusal(bootstrap, seen)) from exc
+
+
+def broker_refusal(bootstrap: str, errors: list[Any]) -> str:
+    """One line on why no broker could be used: nobody answers, the credentials were refused, or TLS failed."""
+    from confluent_kafka import KafkaError
+
+    codes = {e.code() for e in errors}
+    text = " ".join(e.str() for e in errors).lower()
+    if KafkaError._AUTHENTICATION in codes or "authentication failed" in text:
+        return (f"the Kafka broker at {bootstrap} refused the credentials (authentication failed): check the user "
+                "and password in HEARTRISK_KAFKA_SECURITY_FILE")
+    if KafkaError._SSL in codes or "ssl" in text:
+        return (f"the TLS handshake with the Kafka broker at {bootstrap} failed: check the CA and client certificate "
+                "in HEARTRISK_KAFKA_SECURITY_FILE")
+    if errors and "refused" not in text:
+        return (f"the Kafka broker at {bootstrap} closed the connection: it may require TLS or SASL, which the "
+                "client was not configured for (set HEARTRISK_KAFKA_SECURITY_FILE)")
+    return (f"no Kafka broker answers at {bootstrap}: start one with `heartrisk kafka up` or set "
+            "HEARTRISK_BOOTSTRAP_SERVERS")

@@ -132,10 +132,10 @@ def dead_letter_value(payload: Payload = Payload()) -> Column:
     none = F.lit(None).cast("string")
     extra = [] if kept else [F.lit(payload.mode).alias("payload"), F.sha2(F.col("key"), 256).alias("key_sha256")]
     if payload.mode == ENCRYPTED:
-        keys_file = F.lit(payload.keys_file)
-        extra += [F.lit(payload.key_id).alias("key_id"),
-                  F.call_function(FERNET_SEAL_FUNCTION, key, keys_file).alias("key_fernet"),
-                  F.call_function(FERNET_SEAL_FUNCTION, value, keys_file).alias("value_fernet")]
+        keys_file, key_id = F.lit(payload.keys_file), F.lit(payload.key_id)
+        extra += [key_id.alias("key_id"),
+                  F.call_function(FERNET_SEAL_FUNCTION, key, keys_file, key_id).alias("key_fernet"),
+                  F.call_function(FERNET_SEAL_FUNCTION, value, keys_file, key_id).alias("value_fernet")]
     return F.to_json(
         F.struct(
             F.col(ERROR_CODE).alias("error_code"),

@@ -236,3 +236,18 @@ def test_encrypted_mode_refuses_a_missing_or_malformed_keys_file_without_quoting
     path, _ = _keys_file(tmp_path, "only")
     assert Payload.of(dataclasses.replace(SETTINGS, dead_letter_payload="encrypted",
                                           dead_letter_key_file=str(path))).key_id == "only"
+
+
+def test_a_keys_file_rotated_under_a_running_jvm_seals_with_the_key_the_letter_names(spark, model, tmp_path):
+    from cryptography.fernet import Fernet
+
+    path, keys = _keys_file(tmp_path, "old")
+    encrypted = dataclasses.replace(SETTINGS, dead_letter_payload="encrypted", dead_letter_key_file=str(path))
+    raw = _raw(spark, [(b"k", b"{not json")])
+    (before,) = [json.loads(r.value) for r in encode_output(build_scores(raw, model), encrypted).collect()]
+    new_key = Fernet.generate_key().decode()
+    path.write_text(f"new={new_key}\nold={keys['old']}\n")  # rotated: a new first line, the old kept below
+    (after,) = [json.loads(r.value) for r in encode_output(build_scores(raw, model), encrypted).collect()]
+    assert (before["key_id"], after["key_id"]) == ("old", "new")
+    assert Fernet(keys["old"].encode()).decrypt(before["value_fernet"]) == b"{not json"
+    assert Fernet(new_key.encode()).decrypt(after["value_fernet"]) == b"{not json", "sealed with the key it names"

@@ -14,54 +14,57 @@ import javax.crypto.Cipher;
 import javax.crypto.Mac;
 import javax.crypto.spec.IvParameterSpec;
 import javax.crypto.spec.SecretKeySpec;
-import org.apache.spark.sql.api.java.UDF2;
+import org.apache.spark.sql.api.java.UDF3;
 
 /**
  * A dead letter's original bytes, sealed as a Fernet token (the spec Python's {@code
- * cryptography.fernet} implements): {@code heartrisk_fernet_seal(bytes, keys_file)}.
+ * cryptography.fernet} implements): {@code heartrisk_fernet_seal(bytes, keys_file, key_id)}.
  *
  * <p>The keys file holds one {@code KEY_ID=KEY} a line (a Fernet key: 32 bytes, url-safe base64);
- * the first line's key seals, every line's opens (so keys rotate). Only the file's path travels
- * in the plan: each JVM reads the key itself, once, and it never appears in a plan, a log or the
- * Spark UI. Token: 0x80, the time in seconds (8 bytes), a random 16-byte IV, AES-128-CBC with PKCS#7
+ * the driver names the key that seals (the file's first when the plan was made), every line's
+ * opens (so keys rotate). Only the file's path and the key's id travel in the plan: each JVM reads
+ * the key itself, once per id, and it never appears in a plan, a log or the Spark UI. Sealing with
+ * the named key, not "the first line now", keeps a letter's key_id true when the file is rotated
+ * under a running query. Token: 0x80, the time in seconds (8 bytes), a random 16-byte IV, AES-128-CBC with PKCS#7
  * padding under the key's second half, then HMAC-SHA256 of all that under its first half; url-safe
  * base64. A null input gives null. Runs in the JVM, per dead letter, with no Python.
  */
-public final class FernetSeal implements UDF2<byte[], String, String> {
+public final class FernetSeal implements UDF3<byte[], String, String, String> {
   private static final long serialVersionUID = 1L;
   public static final String FUNCTION = "heartrisk_fernet_seal";
   private static final byte VERSION = (byte) 0x80;
   private static final SecureRandom RANDOM = new SecureRandom();
-  /** keys file -> its first key (32 bytes), read once per JVM. */
+  /** (keys file, key id) -> that key (32 bytes), read once per JVM. */
   private static final ConcurrentHashMap<String, byte[]> KEYS = new ConcurrentHashMap<>();
 
   @Override
-  public String call(byte[] data, String keysFile) throws GeneralSecurityException {
+  public String call(byte[] data, String keysFile, String keyId) throws GeneralSecurityException {
     if (data == null) {
       return null;
     }
-    return seal(data, KEYS.computeIfAbsent(keysFile, FernetSeal::firstKey), System.currentTimeMillis() / 1000);
+    byte[] key = KEYS.computeIfAbsent(keysFile + "\n" + keyId, k -> namedKey(keysFile, keyId));
+    return seal(data, key, System.currentTimeMillis() / 1000);
   }
 
-  /** The first key of a keys file (comment lines start with #). */
-  static byte[] firstKey(String keysFile) {
+  /** The key of one id in a keys file (comment lines start with #). */
+  static byte[] namedKey(String keysFile, String keyId) {
     try {
       for (String line : Files.readAllLines(Path.of(keysFile), StandardCharsets.UTF_8)) {
         String text = line.strip();
-        if (text.isEmpty() || text.startsWith("#")) {
+        int eq = text.indexOf('=');
+        if (text.startsWith("#") || eq <= 0 || !text.substring(0, eq).strip().equals(keyId)) {
           continue;
         }
-        int eq = text.indexOf('=');
-        byte[] key = eq > 0 ? decoded(text.substring(eq + 1).strip()) : null;
+        byte[] key = decoded(text.substring(eq + 1).strip());
         if (key == null || key.length != 32) { // the message never quotes the line: it holds a key
-          throw new IllegalArgumentException("the first line of the keys file is not KEY_ID=<Fernet key>");
+          throw new IllegalArgumentException("key " + keyId + " in the keys file is not a Fernet key");
         }
         return key;
       }
     } catch (IOException e) {
       throw new UncheckedIOException("cannot read the dead-letter keys file " + keysFile, e);
     }
-    throw new IllegalArgumentException("the dead-letter keys file " + keysFile + " holds no key");
+    throw new IllegalArgumentException("the dead-letter keys file " + keysFile + " holds no key " + keyId);
   }
 
   private static byte[] decoded(String text) {

@@ -12,10 +12,15 @@ settles a verdict:
   waits instead, retrying with backoff, and nothing is read past the batch.
 
 ``ok`` and ``incompatible`` verdicts are final (an id's schema never changes) and
-cached; ``unknown`` is remembered for a minute (so a flood of garbage ids costs one
-registry call per id per minute); ``recheck`` asks about ``unknown`` (after that
-minute) and ``unavailable`` ids again without waiting, so a plan that holds them
-can be replaced once the answer changes.
+cached; ``unknown`` is remembered for a minute; ``recheck`` asks about ``unknown``
+(after that minute) and ``unavailable`` ids again without waiting, so a plan that
+holds them can be replaced once the answer changes.
+
+A flood of distinct garbage ids is bounded: one plan asks the registry about at most
+``MAX_LOOKUPS`` new ids (in id order); the rest are ``unknown`` without being asked (their
+detail says so), remembered as due, and asked later by ``recheck``, at most ``MAX_LOOKUPS``
+at a time. The unknown verdicts remembered are at most ``MAX_REMEMBERED`` (least recently
+met first out; one forgotten is simply asked again when met).
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -36,6 +42,8 @@ logger = logging.getLogger(__name__)
 CODES = {"unknown": "UNKNOWN_SCHEMA_ID", "incompatible": "INCOMPATIBLE_SCHEMA", "unavailable": "REGISTRY_UNAVAILABLE"}
 BACKOFF_S = (1.0, 2.0, 5.0, 10.0, 30.0)
 UNKNOWN_TTL_S = 60.0
+MAX_LOOKUPS = 100  # registry calls for new ids per plan (and per recheck)
+MAX_REMEMBERED = 10_000  # unknown verdicts kept
 
 
 @dataclass(frozen=True)
@@ -46,11 +54,23 @@ class Writer:
     status: str  # ok | unknown | incompatible | unavailable
     schema_str: str = ""
     detail: str = ""
+    asked: bool = True  # False: unknown because a flood went over MAX_LOOKUPS, not because the registry said so
 
     @property
     def code(self) -> str | None:
         """The dead-letter code for this id's rows (None when they decode)."""
         return CODES.get(self.status)
+
+
+def unknown_detail(schema_id: int | str) -> str:
+    """The detail of an id the registry does not know."""
+    return f"schema id {schema_id} is not in the registry"
+
+
+def unasked_detail(schema_id: int | str) -> str:
+    """The detail of an id a flood left unasked."""
+    return (f"schema id {schema_id} was not asked about: over {MAX_LOOKUPS} new schema ids came at once (a flood?); "
+            "it is asked later, and replay --code UNKNOWN_SCHEMA_ID sends such events again")
 
 
 class WriterSchemas:
@@ -74,7 +94,13 @@ class WriterSchemas:
         self.on_pause = on_pause  # (schema id, attempt) on every retry: the progress file's pause heartbeat
         self.on_resume = on_resume
         self._final: dict[int, Writer] = {}
-        self._unknown: dict[int, tuple[float, Writer]] = {}  # id -> (asked at, verdict)
+        self._unknown: OrderedDict[int, tuple[float, Writer]] = OrderedDict()  # id -> (asked at, verdict), an LRU
+
+    def _remember_unknown(self, schema_id: int, asked_at: float, w: Writer) -> None:
+        self._unknown[schema_id] = (asked_at, w)
+        self._unknown.move_to_end(schema_id)
+        while len(self._unknown) > MAX_REMEMBERED:
+            self._unknown.popitem(last=False)
 
     def _verdict(self, schema_id: int) -> Writer:
         found = self.registry.writer_schema(schema_id)  # raises SchemaNotFound / RegistryUnavailable
@@ -105,8 +131,8 @@ class WriterSchemas:
                 return w
             except SchemaNotFound:
                 self._back(schema_id, attempt)
-                w = Writer(schema_id, "unknown", detail=f"schema id {schema_id} is not in the registry")
-                self._unknown[schema_id] = (time.monotonic(), w)
+                w = Writer(schema_id, "unknown", detail=unknown_detail(schema_id))
+                self._remember_unknown(schema_id, time.monotonic(), w)
                 return w
             except RegistryUnavailable as exc:
                 if self.on_unavailable == "dead-letter":
@@ -137,6 +163,7 @@ class WriterSchemas:
         """
         now = time.monotonic()
         changed = False
+        due = []
         for i, w in sorted(planned.items()):
             if w.status == "unknown":
                 recent = self._unknown.get(i)
@@ -144,11 +171,14 @@ class WriterSchemas:
                     continue
             elif w.status != "unavailable":
                 continue
+            due.append((i, w))
+        due.sort(key=lambda iw: self._unknown[iw[0]][0] if iw[0] in self._unknown else float("-inf"))
+        for i, w in due[:MAX_LOOKUPS]:  # a flood is asked about a slice at a time, least recently asked first
             try:
                 fresh = self._verdict(i)
             except SchemaNotFound:
-                self._unknown[i] = (now, Writer(i, "unknown", detail=f"schema id {i} is not in the registry"))
-                changed = changed or w.status != "unknown"
+                self._remember_unknown(i, now, Writer(i, "unknown", detail=unknown_detail(i)))
+                changed = changed or w.status != "unknown"  # asked at last, still unknown: the same code, no re-plan
                 continue
             except RegistryUnavailable:
                 continue
@@ -166,12 +196,20 @@ class WriterSchemas:
         """
         out = dict(self._final)
         now = time.monotonic()
+        lookups = 0
         for i in sorted(set(schema_ids)):
             recent = self._unknown.get(i)
             if i in self._final:
                 out[i] = self._final[i]
-            elif recent is not None and now - recent[0] < UNKNOWN_TTL_S:
+            elif recent is not None and (now - recent[0] < UNKNOWN_TTL_S or lookups >= MAX_LOOKUPS):
                 out[i] = recent[1]
+            elif lookups >= MAX_LOOKUPS:  # a flood: the rest are not asked now (recheck asks them later)
+                out[i] = Writer(i, "unknown", detail=unasked_detail(i), asked=False)
+                self._remember_unknown(i, now - UNKNOWN_TTL_S, out[i])  # due at the next recheck
             else:
+                lookups += 1
                 out[i] = self._settle(i)
+        if lookups >= MAX_LOOKUPS:
+            logger.warning('event="schema id flood" new_ids=%d asked=%d note="the rest are UNKNOWN_SCHEMA_ID, asked '
+                           'later"', sum(1 for w in out.values() if not w.asked), lookups)
         return out

@@ -303,3 +303,26 @@ def test_a_hundred_thousand_mutants_never_stop_the_query_and_all_reconcile(spark
           f"{n_avro:,} Avro ({avro_dead:,} dead); codes {dict(codes.most_common())}")
     assert len(codes) >= 15 and AVRO_CODES - {"BAD_MAGIC_BYTE", "INCOMPATIBLE_SCHEMA"} <= set(codes)
     assert 0.1 < len(preds) / len(msgs) < 0.9, "valid and rejected mutants both well represented"
+
+
+def test_a_flood_of_garbage_schema_ids_is_bounded_and_never_stops_the_query(spark, model, auto_settings):
+    """5,000 distinct schema ids the registry never saw (the plan for them once ran the driver out of memory)."""
+    s = auto_settings(partitions=3)
+    v1_id = register_v1(s)
+    valid = [Msg(f"valid-{i}", f"fz-{i}".encode(), _avro(v1_id, _avro_record(i, "fl"))) for i in range(1_000)]
+    flood = [Msg(f"flood-{i}", f"fl-{i}".encode(), frame(5_000_000 + i, b"\x00" * 30), avro=True)
+             for i in range(5_000)]
+    msgs = [m for pair in zip(flood[:1_000], valid, strict=True) for m in pair] + flood[1_000:]
+    publish_all(s, msgs)
+
+    preds, dead = score_until_reconciled(spark, model, s, len(msgs), 300)
+    letters = check_dead_letters(dead, s.input_topic)
+    assert len(preds) == 1_000 and {json.loads(p.value())["event_id"] for p in preds} == {
+        f"fl-{i}" for i in range(1_000)}
+    assert {r["error_code"] for r in letters.values()} == {"UNKNOWN_SCHEMA_ID"} and len(letters) == 5_000
+    asked = sum("is not in the registry" in r["error_detail"] for r in letters.values())
+    print(f"\nschema-id flood: 5,000 ids, {asked} asked of the registry before they were planned, "
+          f"{5_000 - asked} dead-lettered unasked")
+    assert 0 < asked <= 2 * 100, "the registry is asked about a bounded number of new ids per plan"
+    assert all("was not asked about" in r["error_detail"] for r in letters.values()
+               if "is not in the registry" not in r["error_detail"])

@@ -205,3 +205,24 @@ def test_the_avro_limits_stay_under_a_users_own_jvm_options():
     assert conf["spark.executor.extraJavaOptions"] == f"{AVRO_LIMITS} -Dx=1"
     assert conf["spark.driver.extraJavaOptions"].startswith(AVRO_LIMITS)
     assert "-Dorg.apache.avro.limits.string.maxLength=1048576" in AVRO_LIMITS
+
+
+def test_a_plan_for_a_flood_of_unknown_ids_is_one_set_not_a_branch_per_id(spark):
+    import time
+
+    from stream.contract.avro import event_schema_versions, frame, load_avsc
+    from stream.contract.writer_schemas import Writer
+    from tests.hostile import avro_long
+
+    v1 = json.dumps(load_avsc(event_schema_versions()[1]))
+    writers = {7: Writer(7, "ok", v1)}
+    writers.update({i: Writer(i, "unknown", asked=i < 10_100) for i in range(10_000, 30_000)})
+    body = avro_long(1) + avro_long(2) + b"x"  # a short record start: enough to be framed
+    df = kafka_rows(spark, [(b"k", frame(10_050, body)), (b"k", frame(29_999, body)), (b"k", frame(7, b""))],
+                    timestamp=TS)
+    started = time.monotonic()
+    rows = decode_events(df, "avro", writers).orderBy("offset").collect()
+    print(f"\nplan and decode with 20,001 planned schema ids: {time.monotonic() - started:.1f} s")
+    assert [r.decode_error for r in rows] == ["UNKNOWN_SCHEMA_ID", "UNKNOWN_SCHEMA_ID", "CORRUPT_AVRO"]
+    assert rows[0].decode_detail == "schema id 10050 is not in the registry"
+    assert rows[1].decode_detail.startswith("schema id 29999 was not asked about: over 100 new schema ids")

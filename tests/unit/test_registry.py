@@ -163,3 +163,36 @@ def test_recheck_never_waits_and_reports_a_verdict_that_changed(monkeypatch):
     monkeypatch.setattr(ws_module, "UNKNOWN_TTL_S", 0.0)
     assert ws.recheck({6: planned[6]}) is True, "6 was registered since"
     assert ws.resolve([6])[6].status == "ok"
+
+
+def test_a_flood_of_new_ids_asks_the_registry_a_bounded_number_of_times_and_the_rest_later(monkeypatch):
+    import stream.contract.writer_schemas as ws_module
+
+    reg = FlakyRegistry({3: WriterSchema(3, "AVRO", _v1())})
+    ws = WriterSchemas(reg, json.loads(reader_schema()))  # type: ignore[arg-type]
+    flood = [3, *range(10_000, 15_000)]
+    got = ws.resolve(flood)
+    assert reg.calls == ws_module.MAX_LOOKUPS == 100, "one plan asks about 100 new ids, lowest first"
+    assert got[3].status == "ok", "a real (low) id is among those asked"
+    assert all(got[i].code == "UNKNOWN_SCHEMA_ID" for i in flood[1:])
+    unasked = [i for i in flood if not got[i].asked]
+    assert len(unasked) == 4_901 and "was not asked about" in got[14_999].detail
+    assert ws.recheck(got) is False and reg.calls == 200, "a recheck asks the next 100: still unknown, no re-plan"
+    reg.schemas[14_999] = WriterSchema(14_999, "AVRO", _v1())
+    monkeypatch.setattr(ws_module, "UNKNOWN_TTL_S", 0.0)
+    found = [ws.recheck(got) for _ in range(60)]  # 100 more each time, until the real schema in the flood is met
+    assert found.count(True) >= 1, "its verdict changed (unknown -> ok): that one re-plans"
+    assert ws.resolve([14_999])[14_999].status == "ok"
+
+
+def test_the_unknown_verdicts_kept_are_bounded(monkeypatch):
+    import stream.contract.writer_schemas as ws_module
+
+    monkeypatch.setattr(ws_module, "MAX_REMEMBERED", 50)
+    reg = FlakyRegistry({})
+    ws = WriterSchemas(reg, json.loads(reader_schema()))  # type: ignore[arg-type]
+    for start in range(0, 200, 10):
+        ws.resolve(range(start, start + 10))
+    assert len(ws._unknown) == 50 and min(ws._unknown) == 150, "the least recently met are forgotten first"
+    ws.resolve([0])
+    assert reg.calls == 201, "a forgotten id is simply asked again"

@@ -23,6 +23,7 @@ from stream.contract.codes import (
     CONTROL_CHARS,
     DEFAULT_EVENT_TIME_WINDOW,
     ERROR_CODES,
+    KEY_NOT_UTF8_DETAIL,
     MAX_ID_CHARS,
     MAX_MESSAGE_BYTES,
     SECONDS_DETAIL,
@@ -190,8 +191,7 @@ def check_event(
     if outside:
         return _failed(valid, "EVENT_TIME_OUT_OF_WINDOW", outside, "event_time")
     if not (event.get("patient_id") or "").strip(" ") and key is not None and not _utf8(key):
-        return _failed(valid, "KEY_NOT_UTF8", "the message key stands in for patient_id and must be valid UTF-8",
-                       "patient_id")
+        return _failed(valid, "KEY_NOT_UTF8", KEY_NOT_UTF8_DETAIL, "patient_id")
     if len(patient_id) > MAX_ID_CHARS:
         return _failed(valid, "ID_TOO_LONG", f"patient_id must be at most {MAX_ID_CHARS} characters", "patient_id")
     if _CONTROL.search(patient_id) or (given_id is not None and _CONTROL.search(given_id)):

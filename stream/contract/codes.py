@@ -63,6 +63,8 @@ ERROR_CODES: dict[str, tuple[Stage, str]] = {
 DEFAULT_EVENT_TIME_WINDOW = "3650d:1d"
 # NOT_JSON's detail when the value is JSON followed by more than white space ({...} trailing, {...}{...})
 TRAILING_DETAIL = "the JSON value is followed by more than white space"
+# KEY_NOT_UTF8's detail (the stream's and the HTTP service's)
+KEY_NOT_UTF8_DETAIL = "the message key stands in for patient_id and must be valid UTF-8"
 # EVENT_TIME_OUT_OF_WINDOW's detail when the number fits the window once read as epoch seconds
 SECONDS_DETAIL = "event_time looks like epoch seconds: send epoch milliseconds (seconds x 1000)"
 

@@ -20,7 +20,7 @@ A flood of distinct garbage ids is bounded: one plan asks the registry about at 
 ``MAX_LOOKUPS`` new ids (in id order); the rest are ``unknown`` without being asked (their
 detail says so), remembered as due, and asked later by ``recheck``, at most ``MAX_LOOKUPS``
 at a time. The unknown verdicts remembered are at most ``MAX_REMEMBERED`` (least recently
-met first out; one forgotten is simply asked again when met).
+asked first out; one forgotten is simply asked again when met).
 """
 
 from __future__ import annotations

@@ -18,6 +18,7 @@ from stream.contract.codes import (
     CONTROL_CHARS,
     DECODE_CODES,
     ERROR_CODES,
+    KEY_NOT_UTF8_DETAIL,
     MAX_ID_CHARS,
     SECONDS_DETAIL,
     window_detail,
@@ -96,11 +97,15 @@ def field_checks(f: FieldSpec, ranges: Ranges | None = None) -> list[tuple[Colum
     return checks
 
 
+def _given_patient_id() -> Column:
+    """The event's own ``patient_id``, trimmed; null when absent or empty."""
+    return F.nullif(F.trim(F.col(f"{EVENT}.patient_id")), F.lit(""))
+
+
 def patient_id_column() -> Column:
     """``patient_id`` from the event, else the message key; empty counts as absent."""
-    from_event = F.nullif(F.trim(F.col(f"{EVENT}.patient_id")), F.lit(""))
     from_key = F.nullif(F.trim(F.col("key").cast("string")), F.lit(""))
-    return F.coalesce(from_event, from_key)
+    return F.coalesce(_given_patient_id(), from_key)
 
 
 def event_time_column() -> Column:
@@ -168,9 +173,7 @@ def validate_events(
         )
     )
     checks += event_time_checks(window)
-    from_key = F.nullif(F.trim(F.col(f"{EVENT}.patient_id")), F.lit("")).isNull()
-    checks.append((from_key & ~F.expr("is_valid_utf8(key)"), "KEY_NOT_UTF8",
-                   "the message key stands in for patient_id and must be valid UTF-8"))
+    checks.append((_given_patient_id().isNull() & ~F.expr("is_valid_utf8(key)"), "KEY_NOT_UTF8", KEY_NOT_UTF8_DETAIL))
     checks.append((F.length(F.col(PATIENT_ID)) > MAX_ID_CHARS, "ID_TOO_LONG",
                    f"patient_id must be at most {MAX_ID_CHARS} characters"))
     checks.append((F.col(PATIENT_ID).rlike(CONTROL_CHARS) | F.col(f"{EVENT}.event_id").rlike(CONTROL_CHARS),

@@ -316,24 +316,9 @@ def load_settings(
     env = os.environ if environ is None else environ
     values: dict[str, Any] = {}
     for name, spec in SPECS.items():
-        raw = env.get(spec.env)
-        source = spec.env
-        if (raw is None or raw == "") and spec.secret and env.get(spec.env + "_FILE"):
-            source = spec.env + "_FILE"
-            try:
-                raw = Path(env[source]).read_text().strip()
-            except OSError as exc:
-                msg = f"{source}: cannot read {env[source]!r}: {exc.strerror}"
-                raise ConfigError(msg) from exc
-        if raw is not None and raw != "":
-            try:
-                values[name] = spec.parse(raw)
-            except (ValueError, ConfigError) as exc:
-                if spec.secret:
-                    msg = f"{source} is invalid (its value is secret and not shown): expected {spec.metavar}"
-                else:
-                    msg = f"{source}={raw!r} is invalid: {exc}"
-                raise ConfigError(msg) from (None if spec.secret else exc)  # a secret's cause would quote it
+        value = spec.from_env(env)
+        if value is not None:
+            values[name] = value
     for name, value in (overrides or {}).items():
         if value is None:
             continue

@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from stream.errors import ConfigError
@@ -174,6 +175,33 @@ class Spec:
     def flag(self) -> str:
         """The command-line flag that sets it."""
         return "--" + self.name.replace("_", "-")
+
+    def from_env(self, env: Mapping[str, str]) -> Any:
+        """Its value parsed from ``env`` (``HEARTRISK_<NAME>``, or a secret's ``..._FILE``); None when unset.
+
+        Raises:
+            ConfigError: the variable does not parse, or its file cannot be read; the message names it
+                (and never echoes a secret's value).
+        """
+        raw = env.get(self.env)
+        source = self.env
+        if (raw is None or raw == "") and self.secret and env.get(self.env + "_FILE"):
+            source = self.env + "_FILE"
+            try:
+                raw = Path(env[source]).read_text().strip()
+            except OSError as exc:
+                msg = f"{source}: cannot read {env[source]!r}: {exc.strerror}"
+                raise ConfigError(msg) from exc
+        if raw is None or raw == "":
+            return None
+        try:
+            return self.parse(raw)
+        except (ValueError, ConfigError) as exc:
+            if self.secret:
+                msg = f"{source} is invalid (its value is secret and not shown): expected {self.metavar}"
+            else:
+                msg = f"{source}={raw!r} is invalid: {exc}"
+            raise ConfigError(msg) from (None if self.secret else exc)  # a secret's cause would quote it
 
 
 def setting(

@@ -53,6 +53,15 @@ class Settings:
         "passed to Spark as kafka.<k> and to confluent-kafka as is",
         "kafka", parse_kv, secret=True, metavar="K=V,...",
     )
+    kafka_java_options: Mapping[str, str] = setting(
+        {}, "Kafka client options for Spark's Java clients only, k=v,... (passed as kafka.<k>)", "kafka", parse_kv,
+        secret=True, metavar="K=V,...")
+    kafka_librdkafka_options: Mapping[str, str] = setting(
+        {}, "Kafka client options for confluent-kafka (librdkafka) only, k=v,...", "kafka", parse_kv, secret=True,
+        metavar="K=V,...")
+    broker_wait: float = setting(300.0, "seconds the scorer's Kafka clients wait for a broker that does not answer; "
+                                 "then the query stops with one line (exit 4), and a restart loses nothing", "kafka",
+                                 positive_float)
     kafka_security_file: str = setting("", "credentials file (JSON: security protocol, SASL user, TLS CA and client "
                                        "certificate), turned into each client's options; see README", "kafka")
     input_topic: str = setting("patient-events", "topic the EHR systems publish patient events to", "topics")
@@ -237,12 +246,18 @@ class Settings:
         """Options for a confluent-kafka client: the credentials in librdkafka's dialect, then the raw options."""
         creds = self.credentials()
         conf: dict[str, Any] = {"bootstrap.servers": self.bootstrap_servers, **(creds.librdkafka() if creds else {})}
-        return {**conf, **self.kafka_options, **extra}
+        return {**conf, **self.kafka_options, **self.kafka_librdkafka_options, **extra}
 
     def spark_kafka_options(self) -> dict[str, str]:
         """``kafka.*`` options for Spark's Kafka source and sink: the credentials in Java's dialect, then the raw."""
         creds = self.credentials()
-        opts = {"bootstrap.servers": self.bootstrap_servers, **(creds.java() if creds else {}), **self.kafka_options}
+        wait_ms = int(self.broker_wait * 1000)
+        waits = {  # each client call waits at most --broker-wait for a broker that does not answer
+            "default.api.timeout.ms": wait_ms, "delivery.timeout.ms": wait_ms,
+            "request.timeout.ms": min(30_000, wait_ms // 2),  # the producer needs delivery > linger + request
+        }
+        opts = {"bootstrap.servers": self.bootstrap_servers, **(creds.java() if creds else {}), **waits,
+                **self.kafka_options, **self.kafka_java_options}
         return {f"kafka.{k}": str(v) for k, v in opts.items()}
 
     def fingerprint(self) -> dict[str, str]:
@@ -326,7 +341,7 @@ def load_settings(
             msg = f"unknown setting {name!r}"
             raise ConfigError(msg)
         values[name] = value
-    for name in ("kafka_options", "spark_conf", "field_ranges"):
+    for name in ("kafka_options", "kafka_java_options", "kafka_librdkafka_options", "spark_conf", "field_ranges"):
         if name in values:
             values[name] = dict(values[name])
     return Settings(**values)

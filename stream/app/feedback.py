@@ -16,11 +16,11 @@ from typing import Any
 from confluent_kafka import Producer
 from pyspark.sql import SparkSession
 
+from stream.app.ends import query_failure
 from stream.app.graceful import stop_gracefully
-from stream.app.lifecycle import await_stop_or_end, failure_message, stop_on_signals
+from stream.app.lifecycle import await_stop_or_end, stop_on_signals
 from stream.app.scorer import check_broker
 from stream.config import Settings
-from stream.errors import HeartriskError
 from stream.local.topics import ensure_topics
 from stream.model.evaluation import AGE_BANDS
 from stream.quality.join import labelled
@@ -88,9 +88,9 @@ def run_feedback(settings: Settings) -> int:
             await_stop_or_end(query, stop)
             if stop.is_set() and query.isActive:
                 stop_gracefully(query)
-            failure = failure_message(query.exception(), stopped=stop.is_set())
+            failure = query_failure(query.exception(), stop.is_set(), settings)
             if failure:
-                raise HeartriskError(failure)
+                raise failure
             return 0
     finally:
         spark.stop()

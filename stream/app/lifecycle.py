@@ -18,18 +18,19 @@ from typing import Any, cast
 
 from pyspark.errors import StreamingQueryException
 
+from stream.app.ends import query_failure
 from stream.app.graceful import stop_gracefully
 from stream.app.replanning import ReplanningQuery
 from stream.app.scorer import RunningQuery, check_broker, start_scorer
 from stream.app.swap import Models, ModelSource, RestartableQuery
 from stream.config import Settings
-from stream.errors import HeartriskError, StoppedWhilePaused
+from stream.errors import StoppedWhilePaused
 from stream.monitor.listener import ProgressListener
 from stream.pipeline.trigger import is_real_time, trigger_interval_s
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["await_stop_or_end", "failure_message", "run_scorer", "stop_gracefully", "stop_on_signals"]
+__all__ = ["await_stop_or_end", "run_scorer", "stop_gracefully", "stop_on_signals"]
 
 
 def await_stop_or_end(query: RunningQuery, stop: threading.Event, timeout_s: float | None = None) -> None:
@@ -61,17 +62,6 @@ def stop_on_signals(stop: threading.Event) -> Iterator[None]:
     finally:
         for s, h in previous.items():
             signal.signal(s, h)
-
-
-def failure_message(exc: BaseException | None, stopped: bool) -> str | None:
-    """What to report for how the query ended: None for a clean end.
-
-    A query ended by a stop request while paused on the registry is a clean stop;
-    any other error is a failure, even if a stop was requested at the same time.
-    """
-    if exc is None or (stopped and StoppedWhilePaused.MARKER in str(exc)):
-        return None
-    return f"the streaming query failed: {str(exc).splitlines()[0][:500]}"
 
 
 def follow(source: ModelSource, models: Models, query: RunningQuery, listener: ProgressListener,
@@ -124,9 +114,9 @@ def run_scorer(settings: Settings) -> int:
             if stop.is_set() and query.isActive:
                 stop_gracefully(query, real_time=is_real_time(settings.trigger),
                                 interval_s=trigger_interval_s(settings.trigger))
-            failure = failure_message(query.exception(), stopped=stop.is_set())
+            failure = query_failure(query.exception(), stop.is_set(), settings)
             if failure:
-                raise HeartriskError(failure)
+                raise failure
             if stop.is_set():
                 # a batch paused on the registry ends uncommitted: it is read again on restart
                 logger.info('event="scorer stopped" query="%s"', settings.query_name)

@@ -17,6 +17,9 @@ def read_events(spark: SparkSession, settings: Settings) -> DataFrame:
         .option("subscribe", settings.input_topic)
         .option("startingOffsets", settings.starting_offsets)
         .option("failOnDataLoss", "true")
+        # an unanswering broker: an executor's fetch and the driver's offset lookup each wait --broker-wait once
+        .option("kafkaConsumer.pollTimeoutMs", str(int(settings.broker_wait * 1000)))
+        .option("fetchOffset.numRetries", "1")
     )
     if not is_real_time(settings.trigger):
         # real-time mode reads continuously and refuses a per-batch cap

@@ -66,7 +66,8 @@ def test_to_env_round_trips():
 def test_settings_are_declared_once_with_groups_and_closed_choices():
     from stream.config import settings_in
 
-    assert settings_in("kafka") == ("bootstrap_servers", "kafka_options", "kafka_security_file")
+    assert settings_in("kafka") == ("bootstrap_servers", "kafka_options", "kafka_java_options",
+                                    "kafka_librdkafka_options", "broker_wait", "kafka_security_file")
     assert settings_in("topics", "model_dir") == (
         "input_topic", "output_topic", "dlq_topic", "shadow_topic", "partitions", "model_dir"
     )

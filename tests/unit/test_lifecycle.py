@@ -6,8 +6,10 @@ import threading
 
 from pyspark.errors import StreamingQueryException
 
-from stream.app.lifecycle import await_stop_or_end, failure_message, stop_gracefully
-from stream.errors import StoppedWhilePaused
+from stream.app.ends import failure_message, query_failure
+from stream.app.lifecycle import await_stop_or_end, stop_gracefully
+from stream.config import load_settings
+from stream.errors import BrokerError, HeartriskError, StoppedWhilePaused
 
 
 class EndedQuery:
@@ -93,3 +95,44 @@ def test_run_explains_a_dead_scorer_by_its_signal_or_its_last_error(tmp_path):
     assert last_error(log, 1) == "2026 ERROR Query terminated with error"
     log.write_text("")
     assert last_error(log, 1) == "no output"
+
+
+def test_a_broker_that_stopped_answering_is_a_broker_error_that_says_a_restart_is_safe():
+    settings = load_settings({"bootstrap_servers": "kafka-1:9093", "broker_wait": 45.0})
+    seen = [
+        "org.apache.kafka.common.errors.TimeoutException: Timeout of 45000ms expired before the position for "
+        "partition events-1 could be determined",
+        "Job aborted ...\nCaused by: org.apache.kafka.common.errors.TimeoutException: Expiring 12 record(s) for "
+        "risk-predictions-0: 45004 ms has passed since batch creation",
+        "java.util.concurrent.TimeoutException: Cannot fetch record for offset 5 in 45000 milliseconds",
+    ]
+    for text in seen:
+        err = query_failure(RuntimeError(text), stopped=False, settings=settings)
+        assert isinstance(err, BrokerError) and err.exit_code == 4, text
+        (line,) = str(err).splitlines()
+        assert "(kafka-1:9093) did not answer for 45s" in line and "HEARTRISK_BROKER_WAIT" in line
+        assert "nothing is lost" in line
+    other = query_failure(RuntimeError("Py4JJavaError: disk full"), stopped=False, settings=settings)
+    assert type(other) is HeartriskError and other.exit_code == 1
+    assert str(other) == "the streaming query failed: Py4JJavaError: disk full"
+    assert query_failure(None, stopped=False, settings=settings) is None
+
+
+def test_the_broker_wait_reaches_every_spark_kafka_client_and_raw_options_still_win():
+    opts = load_settings({"broker_wait": 20.0}).spark_kafka_options()
+    assert (opts["kafka.default.api.timeout.ms"], opts["kafka.delivery.timeout.ms"]) == ("20000", "20000")
+    assert opts["kafka.request.timeout.ms"] == "10000", "the producer refuses delivery < linger + request"
+    assert load_settings({}).spark_kafka_options()["kafka.request.timeout.ms"] == "30000"
+    mine = load_settings({"broker_wait": 20.0, "kafka_options": {"delivery.timeout.ms": "7"},
+                          "kafka_java_options": {"default.api.timeout.ms": "9"}}).spark_kafka_options()
+    assert (mine["kafka.delivery.timeout.ms"], mine["kafka.default.api.timeout.ms"]) == ("7", "9")
+
+
+def test_each_client_has_its_own_raw_options():
+    s = load_settings({}, environ={"HEARTRISK_KAFKA_JAVA_OPTIONS": "metadata.max.age.ms=1000",
+                                   "HEARTRISK_KAFKA_LIBRDKAFKA_OPTIONS": "topic.metadata.refresh.interval.ms=2000",
+                                   "HEARTRISK_KAFKA_OPTIONS": "client.id=x"})
+    java, librdkafka = s.spark_kafka_options(), s.kafka_client_config()
+    assert java["kafka.metadata.max.age.ms"] == "1000" and "kafka.topic.metadata.refresh.interval.ms" not in java
+    assert librdkafka["topic.metadata.refresh.interval.ms"] == "2000" and "metadata.max.age.ms" not in librdkafka
+    assert java["kafka.client.id"] == librdkafka["client.id"] == "x"

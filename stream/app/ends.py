@@ -1,0 +1,41 @@
+"""How a streaming query's end becomes the command's exit: a clean stop, a broker that stopped answering, a failure."""
+
+from __future__ import annotations
+
+from stream.config import Settings
+from stream.errors import BrokerError, HeartriskError, StoppedWhilePaused
+
+__all__ = ["BROKER_TIMEOUTS", "failure_message", "query_failure"]
+
+# how a Kafka client that gave up waiting for a broker shows in a query's error (Java's client, Spark's fetch)
+BROKER_TIMEOUTS = ("org.apache.kafka.common.errors.TimeoutException", "Cannot fetch record for offset")
+
+
+def failure_message(exc: BaseException | None, stopped: bool) -> str | None:
+    """What to report for how the query ended: None for a clean end.
+
+    A query ended by a stop request while paused on the registry is a clean stop;
+    any other error is a failure, even if a stop was requested at the same time.
+    """
+    if exc is None or (stopped and StoppedWhilePaused.MARKER in str(exc)):
+        return None
+    return f"the streaming query failed: {str(exc).splitlines()[0][:500]}"
+
+
+def query_failure(exc: BaseException | None, stopped: bool, settings: Settings) -> HeartriskError | None:
+    """The error to exit with for how the query ended (None for a clean end).
+
+    A broker that did not answer within ``--broker-wait`` is a ``BrokerError`` (exit 4)
+    whose one line says a restart is safe: the open batch was never committed,
+    so it is read again from the checkpoint.
+    """
+    message = failure_message(exc, stopped)
+    if message is None:
+        return None
+    text = str(exc)
+    if any(t in text for t in BROKER_TIMEOUTS):
+        return BrokerError(
+            f"the Kafka broker ({settings.bootstrap_servers}) did not answer for {settings.broker_wait:g}s "
+            "(--broker-wait / HEARTRISK_BROKER_WAIT), so the query stopped. Restart it once the broker is back: "
+            "the unfinished batch is read again from the checkpoint, nothing is lost")
+    return HeartriskError(message)

@@ -182,6 +182,6 @@ def librdkafka_refusal(exc: BaseException, options: Mapping[str, Any]) -> str | 
     if err.code() != KafkaError._INVALID_ARG:
         return None
     why = redact_values(str(err.str()), {k: str(v) for k, v in options.items()})
-    return (f"a Kafka client (librdkafka) refused its options: {why}. An option only Java's client knows "
-            "(sasl.jaas.config, ...) belongs in the credentials file (HEARTRISK_KAFKA_SECURITY_FILE), not in "
-            "HEARTRISK_KAFKA_OPTIONS, which both clients read")
+    return (f"a Kafka client (librdkafka) refused its options: {why}. HEARTRISK_KAFKA_OPTIONS goes to both "
+            "clients: describe the cluster's credentials in the credentials file (HEARTRISK_KAFKA_SECURITY_FILE), "
+            "and put an option only Java's client knows (sasl.jaas.config, ...) in HEARTRISK_KAFKA_JAVA_OPTIONS")

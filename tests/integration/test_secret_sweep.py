@@ -35,7 +35,7 @@ def _sentinel(what: str) -> str:
 @pytest.fixture
 def secrets(tmp_path, kafka_bootstrap):
     s = {name: _sentinel(name) for name in ("sasl", "keypw", "jaas", "oauth", "filepw", "registry", "registryurl",
-                                            "pushgw", "pushgwurl", "jwt")}
+                                            "pushgw", "pushgwurl", "jwt", "javaopt", "rdkopt")}
     fernet_key = Fernet.generate_key().decode()
     s["fernet"] = fernet_key
     (tmp_path / "kafka.json").write_text(json.dumps({
@@ -52,6 +52,8 @@ def secrets(tmp_path, kafka_bootstrap):
         "HEARTRISK_BOOTSTRAP_SERVERS": kafka_bootstrap,
         "HEARTRISK_KAFKA_OPTIONS": (f"sasl.password={s['sasl']},ssl.key.password={s['keypw']},"
                                     f"sasl.oauthbearer.config=clientSecret={s['oauth']}"),
+        "HEARTRISK_KAFKA_JAVA_OPTIONS": f"ssl.truststore.password={s['javaopt']}",
+        "HEARTRISK_KAFKA_LIBRDKAFKA_OPTIONS": f"ssl.key.password={s['rdkopt']}",
         "HEARTRISK_SCHEMA_REGISTRY_URL": f"http://127.0.0.1:{closed}/apis/ccompat/v7",
         "HEARTRISK_SCHEMA_REGISTRY_USER_INFO_FILE": str(tmp_path / "registry.userinfo"),
         "HEARTRISK_PUSHGATEWAY": f"http://gw:{s['pushgwurl']}@127.0.0.1:{closed}",
@@ -96,6 +98,8 @@ def test_no_secret_appears_in_any_output_on_any_failure_path(secrets, make_topic
     run("score, malformed secret flag", ["score", "--kafka-options", f"sasl.password{s['sasl']}"])
     run("score, malformed secret variable", ["score"],
         {**no_file, "HEARTRISK_KAFKA_OPTIONS": f"sasl.password{s['sasl']}"})
+    run("score, malformed Java-only options", ["score"],
+        {**no_file, "HEARTRISK_KAFKA_JAVA_OPTIONS": f"ssl.truststore.password{s['javaopt']}"})
     run("score, bad keys file", ["score", "--dead-letter-key-file", str(tmp / "bad.keys")], {**no_file, **topics})
     run("status", ["status", "--json"])
 
@@ -139,5 +143,6 @@ def test_no_secret_appears_in_any_output_on_any_failure_path(secrets, make_topic
     assert "HEARTRISK_KAFKA_SECURITY_FILE" in outputs["tail, a Java-only option"]
     assert codes["replay, malformed keys file"] == 2 and "line 1" in outputs["replay, malformed keys file"]
     assert codes["score, malformed secret flag"] == 2 and codes["score, malformed secret variable"] == 2
+    assert codes["score, malformed Java-only options"] == 2
     assert codes["score, bad keys file"] == 2, outputs["score, bad keys file"][-500:]
     assert '"audit": true' in outputs["status"] and '"command started"' in outputs["status"], "settings were logged"

@@ -224,6 +224,8 @@ def test_references_resolve(overlay):
                     "HEARTRISK_CHECKPOINT_DIR"]
             elif "configMap" in volume:
                 assert ("ConfigMap", volume["configMap"]["name"]) in names
+            elif volume["secret"]["secretName"] == DEAD_LETTER_KEYS:
+                assert overlay == "production", "made by hand (k8s/README.md), for production's encrypted dead letters"
             else:
                 assert volume["secret"]["secretName"] in strimzi and ("KafkaUser", "heartrisk-scorer") in names
         for ref in c.get("envFrom", []) if c is not app["executor"] else []:
@@ -253,6 +255,26 @@ def test_the_secret_example_sets_only_known_settings_and_is_not_deployed():
     assert set(secret["stringData"]) <= KNOWN_ENV
     kust = yaml.safe_load((K8S / "base" / "kustomization.yaml").read_text())
     assert "secret.example.yaml" not in kust["resources"], "a filled-in secret is applied by hand, never from git"
+
+
+DEAD_LETTER_KEYS = "heartrisk-dead-letter-keys"
+
+
+def test_production_encrypts_dead_letters_with_keys_mounted_where_driver_and_executors_read_them():
+    cm = one("production", "ConfigMap", "heartrisk-config")["data"]
+    settings = load_settings(environ=cm)
+    assert settings.dead_letter_payload == "encrypted"
+    keys = Path(settings.dead_letter_key_file)
+    app = one("production", "SparkApplication")["spec"]
+    volumes = {v["name"]: v for v in app["volumes"]}
+    for role in ("driver", "executor"):  # the executors encrypt (a JVM function reads the file)
+        mounts = {m["mountPath"]: m for m in app[role]["volumeMounts"]}
+        mount = mounts[str(keys.parent)]
+        assert volumes[mount["name"]]["secret"]["secretName"] == DEAD_LETTER_KEYS and mount["readOnly"] is True
+    assert keys.name == "keys"
+    assert "HEARTRISK_DEAD_LETTER_PAYLOAD" not in one("local", "ConfigMap", "heartrisk-config")["data"]
+    assert DEAD_LETTER_KEYS not in {d["metadata"]["name"] for d in rendered("production")}, "never from git"
+    assert f"create secret generic {DEAD_LETTER_KEYS} --from-file=keys=" in (K8S / "README.md").read_text()
 
 
 def test_production_gives_the_scorer_its_kafka_credentials_file_and_what_it_names():

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import re
+
 from stream.config import Settings
 from stream.errors import BrokerError, HeartriskError, StoppedWhilePaused
 
-__all__ = ["BROKER_TIMEOUTS", "failure_message", "query_failure"]
+__all__ = ["BROKER_TIMEOUTS", "MISSING_TOPIC", "failure_message", "query_failure"]
 
+# the producer's words for a topic the broker does not know (it waits max.block.ms for it, then gives up)
+MISSING_TOPIC = re.compile(r"Topic (\S+) not present in metadata")
 # how a Kafka client that gave up waiting for a broker shows in a query's error (Java's client, Spark's fetch)
 BROKER_TIMEOUTS = ("org.apache.kafka.common.errors.TimeoutException", "Cannot fetch record for offset")
 
@@ -33,6 +37,12 @@ def query_failure(exc: BaseException | None, stopped: bool, settings: Settings) 
     if message is None:
         return None
     text = str(exc)
+    missing = MISSING_TOPIC.search(text)
+    if missing:
+        return BrokerError(
+            f"the topic {missing.group(1)} does not exist on the broker (deleted?), so the query stopped. Make it "
+            "again (heartrisk kafka topics, or your own tooling), then restart: the unfinished batch is written "
+            "again, nothing is lost")
     if any(t in text for t in BROKER_TIMEOUTS):
         return BrokerError(
             f"the Kafka broker ({settings.bootstrap_servers}) did not answer for {settings.broker_wait:g}s "

@@ -65,7 +65,8 @@ class Tally:
         # assigned, not subscribed: a group would rebalance when its coordinator (the broker) returns,
         # and without committed offsets it would read everything again
         consumer = Consumer({"bootstrap.servers": self.bootstrap, "group.id": topic_name("tally"),
-                             "enable.auto.commit": False, "log_level": 0})
+                             "enable.auto.commit": False, "log_level": 0,
+                             "auto.offset.reset": "earliest"})  # a topic made again is read from its start
         consumer.assign([TopicPartition(t, p, OFFSET_BEGINNING) for t in (self.out, self.dlq) for p in range(3)])
         try:
             while not self.stopping.is_set():
@@ -233,3 +234,38 @@ def test_broker_outages_while_events_flow_lose_nothing(kafka, tmp_path, capsys):
               f"0 lost, {duplicates} duplicates")
         for line in figures:
             print(line)
+
+
+def test_the_output_topic_deleted_mid_run_stops_the_scorer_with_one_line_and_the_restart_loses_nothing(
+        kafka, tmp_path, capsys):
+    from confluent_kafka.admin import AdminClient
+
+    flow = Flow(kafka, tmp_path)
+    tally = Tally(kafka.bootstrap, flow.out, flow.dlq)
+    try:
+        # the sink's producer waits max.block.ms (Java's default 60 s) for a topic it does not know: 10 s here,
+        # through the Java-only options
+        flow.start_scorer(HEARTRISK_KAFKA_JAVA_OPTIONS="max.block.ms=10000")
+        flow.start_publishing()
+        wait_for(lambda: tally.counts()[0] >= 5000, 240, what="the first 5,000 predictions")
+        began = time.monotonic()
+        admin = AdminClient({"bootstrap.servers": kafka.bootstrap})
+        admin.delete_topics([flow.out])[flow.out].result(30)
+        code = flow.proc.wait(120)
+        exited_s = time.monotonic() - began
+        (line,) = _error_lines(flow.log)
+        ensure_topics(kafka.bootstrap, [flow.out], 3)
+        flow.start_scorer()
+        flow.stop_publishing()
+        wait_for(lambda: tally.counts() == (len(flow.valid), flow.n_bad) and set(tally.predicted) >= flow.valid,
+                 300, what="every published event on the output topics")
+        assert flow.proc.poll() is None, "the restarted scorer still runs"
+    finally:
+        flow.publishing.clear()
+        flow.stop_scorer()
+        tally.stop()
+    with capsys.disabled():
+        print(f"\noutput topic deleted: the scorer exited {code} after {exited_s:.1f}s: {line}")
+        print(f"{flow.published} events: {len(tally.predicted)} predicted + {len(tally.dead)} dead-lettered, 0 lost")
+    assert code == 4, line
+    assert flow.out in line and "heartrisk kafka topics" in line, line

@@ -136,3 +136,12 @@ def test_each_client_has_its_own_raw_options():
     assert java["kafka.metadata.max.age.ms"] == "1000" and "kafka.topic.metadata.refresh.interval.ms" not in java
     assert librdkafka["topic.metadata.refresh.interval.ms"] == "2000" and "metadata.max.age.ms" not in librdkafka
     assert java["kafka.client.id"] == librdkafka["client.id"] == "x"
+
+
+def test_a_deleted_topic_is_named_with_what_to_do():
+    text = ("Job aborted ...\nCaused by: org.apache.kafka.common.errors.TimeoutException: Topic risk-predictions "
+            "not present in metadata after 60000 ms.")
+    err = query_failure(RuntimeError(text), stopped=False, settings=load_settings({}))
+    assert isinstance(err, BrokerError)
+    assert str(err).startswith("the topic risk-predictions does not exist on the broker (deleted?)")
+    assert "heartrisk kafka topics" in str(err) and "nothing is lost" in str(err)

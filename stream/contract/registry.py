@@ -92,10 +92,17 @@ class SchemaRegistry:
 
     def _unavailable(self, what: str, exc: Exception) -> RegistryUnavailable:
         reason = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
-        msg = (
-            f"the schema registry at {redact_url(self.url)} did not answer ({what}): {reason}. "
-            "Start it (`heartrisk registry up` for the local one) or set HEARTRISK_SCHEMA_REGISTRY_URL"
-        )
+        status = getattr(exc, "http_status_code", None)
+        if status in (401, 403):
+            did, hint = "refused the credentials", ("Check HEARTRISK_SCHEMA_REGISTRY_USER_INFO (or its _FILE): "
+                                                    "user:password of a user the registry knows")
+        elif "CERTIFICATE_VERIFY_FAILED" in reason:
+            did = "sent a certificate this client does not trust"
+            hint = "Set HEARTRISK_TLS_CA_FILE to the PEM file of the CA that signed it"
+        else:
+            did, hint = "did not answer", ("Start it (`heartrisk registry up` for the local one) or set "
+                                           "HEARTRISK_SCHEMA_REGISTRY_URL")
+        msg = f"the schema registry at {redact_url(self.url)} {did} ({what}): {reason}. {hint}"
         return RegistryUnavailable(msg)
 
     def cached(self) -> dict[int, WriterSchema]:

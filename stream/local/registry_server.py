@@ -38,6 +38,7 @@ class LocalRegistry:
     port: int
     jvm_dir: Path
     heap: str = "384m"
+    java_options: tuple[str, ...] = ()  # more -D options for Apicurio/Quarkus (an https port, basic auth: tests)
 
     @classmethod
     def from_settings(cls, s: Settings) -> LocalRegistry:
@@ -84,10 +85,12 @@ class LocalRegistry:
         return any(b"apicurio-registry-app" in a for a in cmdline) and port_flag in cmdline
 
     def answers(self, timeout_s: float = 2.0) -> bool:
-        """Whether the Confluent API answers."""
+        """Whether the Confluent API answers (asking for credentials counts)."""
         try:
             with urllib.request.urlopen(f"http://127.0.0.1:{self.port}{CCOMPAT_PATH}/subjects", timeout=timeout_s) as r:
                 return bool(r.status == 200)
+        except urllib.error.HTTPError as exc:
+            return exc.code == 401
         except (urllib.error.URLError, OSError):
             return False
 
@@ -116,7 +119,7 @@ class LocalRegistry:
             f"-Dquarkus.http.port={self.port}", "-Dquarkus.http.host=127.0.0.1",
             f"-Dapicurio.datasource.url=jdbc:h2:file:{self.state_dir / 'registry-db'}",
             "-Dquarkus.log.level=WARN", "-Dquarkus.log.category.\"io.apicurio\".level=WARN",
-            "-jar", str(jar),
+            *self.java_options, "-jar", str(jar),
         ]
         with open(self.log_file, "ab") as log:
             proc = subprocess.Popen(

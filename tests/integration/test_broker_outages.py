@@ -161,6 +161,18 @@ class Flow:
         self.publisher.join(300)
         assert not self.publisher.is_alive() and self.publish_error is None, f"publisher: {self.publish_error}"
 
+    def drain(self, tally: Tally) -> None:
+        """Stop publishing, wait until every published event is on the output topics; the scorer still runs."""
+        self.stop_publishing()
+        wait_for(lambda: tally.counts() == (len(self.valid), self.n_bad) and set(tally.predicted) >= self.valid,
+                 300, what="every published event on the output topics")
+        assert self.proc is not None and self.proc.poll() is None, "the scorer still runs"
+
+    def close(self, tally: Tally) -> None:
+        self.publishing.clear()
+        self.stop_scorer()
+        tally.stop()
+
 
 def _error_lines(log: Path) -> list[str]:
     return [ln for ln in log.read_text(errors="replace").splitlines() if ln.startswith("heartrisk: error:")]
@@ -217,14 +229,9 @@ def test_broker_outages_while_events_flow_lose_nothing(kafka, tmp_path, capsys):
         outage("30 s stop", 30, kill=False)
         outage("150 s stop", 150, kill=False)
 
-        flow.stop_publishing()
-        wait_for(lambda: tally.counts() == (len(flow.valid), flow.n_bad) and set(tally.predicted) >= flow.valid,
-                 300, what="every published event on the output topics")
-        assert flow.proc.poll() is None, "the scorer still runs"
+        flow.drain(tally)
     finally:
-        flow.publishing.clear()
-        flow.stop_scorer()
-        tally.stop()
+        flow.close(tally)
     assert set(tally.predicted) == flow.valid, "every valid event predicted"
     assert len(tally.dead) == flow.n_bad, "every bad event dead-lettered"
     assert len(_error_lines(flow.log)) == 1, "one exit, the planned one"
@@ -256,14 +263,9 @@ def test_the_output_topic_deleted_mid_run_stops_the_scorer_with_one_line_and_the
         (line,) = _error_lines(flow.log)
         ensure_topics(kafka.bootstrap, [flow.out], 3)
         flow.start_scorer()
-        flow.stop_publishing()
-        wait_for(lambda: tally.counts() == (len(flow.valid), flow.n_bad) and set(tally.predicted) >= flow.valid,
-                 300, what="every published event on the output topics")
-        assert flow.proc.poll() is None, "the restarted scorer still runs"
+        flow.drain(tally)
     finally:
-        flow.publishing.clear()
-        flow.stop_scorer()
-        tally.stop()
+        flow.close(tally)
     with capsys.disabled():
         print(f"\noutput topic deleted: the scorer exited {code} after {exited_s:.1f}s: {line}")
         print(f"{flow.published} events: {len(tally.predicted)} predicted + {len(tally.dead)} dead-lettered, 0 lost")

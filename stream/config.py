@@ -341,8 +341,8 @@ def load_settings(
             msg = f"unknown setting {name!r}"
             raise ConfigError(msg)
         values[name] = value
-    for name in ("kafka_options", "kafka_java_options", "kafka_librdkafka_options", "spark_conf", "field_ranges"):
-        if name in values:
+    for name, spec in SPECS.items():  # a mapping setting gets its own copy (a caller's dict stays theirs)
+        if name in values and isinstance(spec.default, dict):
             values[name] = dict(values[name])
     return Settings(**values)
 

@@ -9,8 +9,9 @@ Three folders, each from a pom in ``jvm/``:
   schema registry), unpacked; run by ``heartrisk registry up``.
 
 And one built here: ``.jvm/functions/heartrisk-functions.jar``, the project's own Spark
-functions (``jvm/functions/src``), compiled with ``javac`` against the very jars pyspark
-ships, so they always match the Spark that runs them; passed to Spark with the connectors.
+functions and the exactly-once sink (``jvm/functions/src``), compiled with ``javac`` against
+the very jars pyspark ships and the connectors' kafka-clients, so they always match the Spark
+that runs them; passed to Spark with the connectors.
 
 ``python -m stream.local.jvm`` (called by ``make setup``) resolves and builds all four; a
 second run with unchanged poms, sources and pyspark does nothing.
@@ -158,17 +159,26 @@ def classpath_jars(name: str, jvm_dir: Path) -> list[Path]:
 FUNCTIONS_JAR = "functions/heartrisk-functions.jar"
 
 
-def build_functions(jvm_dir: Path, sources_dir: Path | None = None) -> Path:
+def build_functions(jvm_dir: Path, sources_dir: Path | None = None, connectors_dir: Path | None = None) -> Path:
     """Compile the project's Spark functions into ``jvm_dir/functions`` unless sources and pyspark are unchanged.
 
+    ``connectors_dir`` (default ``jvm_dir/spark``) holds the resolved connectors: the exactly-once sink
+    compiles against their kafka-clients.
+
     Raises:
-        SetupError: no javac, or the sources do not compile.
+        SetupError: no javac, no connectors, or the sources do not compile.
     """
     import pyspark
 
     src = sources_dir or PROJECT_ROOT / "jvm" / "functions" / "src"
     files = sorted(src.rglob("*.java"))
+    connectors = connectors_dir or jvm_dir / "spark"
+    if not list(connectors.glob("kafka-clients-*.jar")):
+        msg = f"no kafka-clients jar in {connectors}: resolve the spark classpath first (make setup)"
+        raise SetupError(msg)
     h = hashlib.sha256(pyspark.__version__.encode())
+    for j in sorted(connectors.glob("*.jar")):
+        h.update(j.name.encode() + b"\0")
     for f in files:
         h.update(str(f.relative_to(src)).encode() + b"\0" + f.read_bytes())
     jar = jvm_dir / FUNCTIONS_JAR
@@ -183,7 +193,7 @@ def build_functions(jvm_dir: Path, sources_dir: Path | None = None) -> Path:
     print(f"building {jar.name} ({len(files)} sources) ...", file=sys.stderr, flush=True)
     with tempfile.TemporaryDirectory(prefix="heartrisk-functions-") as tmp:
         cmd = [javac, "--release", "17", "-Xlint:all,-path,-serial", "-Werror",
-               "-cp", f"{pyspark_jars_dir()}/*", "-d", tmp, *map(str, files)]
+               "-cp", f"{pyspark_jars_dir()}/*:{connectors}/*", "-d", tmp, *map(str, files)]
         proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
         if proc.returncode != 0:
             msg = f"javac could not build {src}: " + "\n".join(proc.stderr.strip().splitlines()[-8:])

@@ -35,8 +35,8 @@ LOCAL_BROKER = ("local_broker", "topics", "jvm_dir")
 LOCAL_REGISTRY = ("local_registry", "jvm_dir")
 SPARK = ("spark", "jvm_dir", "log_level")
 STREAM = ("query_name", "checkpoint_dir", "trigger", "max_offsets_per_trigger", "starting_offsets", "engine",
-          "progress_tracking", "warm_up", "lag_group", "field_ranges", "event_time_window", "dead_letter_payload",
-          "dead_letter_key_file", "drift", "drift_window")
+          "progress_tracking", "delivery", "warm_up", "lag_group", "field_ranges", "event_time_window",
+          "dead_letter_payload", "dead_letter_key_file", "drift", "drift_window")
 
 
 def _new(sub: Any, name: str, help_: str, handler: str, settings: Sequence[str], *options: Option) -> Any:
@@ -243,6 +243,8 @@ def build_parser() -> argparse.ArgumentParser:
          _opt("--show-payload", action="store_true",
               help="with --dead-letters --json: show key_base64/value_base64, the original (patient) data"),
          _opt("--from-beginning", action="store_true", help="start at the oldest record"),
+         _opt("--read-uncommitted", action="store_true", help="also show the records of open and aborted "
+              "transactions (--delivery exactly-once); default: committed records only"),
          _opt("--max-messages", type=int, default=0, help="stop after this many records; 0 = never"),
          _opt("--idle-timeout", type=float, default=0.0,
               help="stop after this many seconds without a record; 0 = never"))

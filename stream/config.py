@@ -34,6 +34,7 @@ Engine = Literal["compiled", "pipeline"]
 ProgressTracking = Literal["async", "sync"]
 OnOff = Literal["on", "off"]
 DeadLetterPayload = Literal["kept", "hashed", "encrypted"]
+Delivery = Literal["at-least-once", "exactly-once"]
 PROGRESS_FILE = "heartrisk-progress.json"
 
 
@@ -47,12 +48,9 @@ class Settings:
 
     # Kafka, for every command that talks to a broker.
     bootstrap_servers: str = setting("localhost:9092", "Kafka bootstrap servers (host:port,...)", "kafka")
-    kafka_options: Mapping[str, str] = setting(
-        {},
-        "extra Kafka client options, k=v,k2=v2 (e.g. security.protocol=SASL_SSL); "
-        "passed to Spark as kafka.<k> and to confluent-kafka as is",
-        "kafka", parse_kv, secret=True, metavar="K=V,...",
-    )
+    kafka_options: Mapping[str, str] = setting({}, "extra Kafka client options, k=v,k2=v2 (e.g. security.protocol="
+                                               "SASL_SSL); passed to Spark as kafka.<k> and to confluent-kafka as is",
+                                               "kafka", parse_kv, secret=True, metavar="K=V,...")
     kafka_java_options: Mapping[str, str] = setting(
         {}, "Kafka client options for Spark's Java clients only, k=v,... (passed as kafka.<k>)", "kafka", parse_kv,
         secret=True, metavar="K=V,...")
@@ -69,6 +67,8 @@ class Settings:
     dlq_topic: str = setting("patient-events-dlq", "dead-letter topic for rejected events", "topics")
     shadow_topic: str = setting("risk-predictions-shadow", "topic the challenger model's shadow scores go to "
                                 "(never read by alerting)", "topics")
+    commit_topic: str = setting("heartrisk-commits", "compacted topic of --delivery exactly-once's commit markers "
+                                "(query id -> last batch committed)", "topics")
     partitions: int = setting(3, "partitions per topic when creating topics", "topics", positive_int)
     # Formats and the schema registry (Confluent wire format for Avro).
     input_format: InputFormat = setting("json", "json | avro (Confluent-framed, schema id from the registry) | auto "
@@ -116,11 +116,13 @@ class Settings:
     warm_up: OnOff = setting("on", "run the plan once on an empty read of the input topic before the stream starts "
                              "(JSON input): on | off", "scorer", choice(*get_args(OnOff)), metavar="on|off")
     progress_tracking: ProgressTracking = setting(
-        "async",
-        "how the Kafka sink records progress: async (checkpoint writes off each batch's critical path; after a "
-        "crash, batches not yet logged are written again) | sync (two checkpoint writes in every batch)",
-        "scorer", choice(*get_args(ProgressTracking)), metavar="async|sync",
-    )
+        "async", "how the Kafka sink records progress: async (checkpoint writes off each batch's critical path; after"
+        " a crash, batches not yet logged are written again) | sync (two checkpoint writes in every batch)", "scorer",
+        choice(*get_args(ProgressTracking)), metavar="async|sync")
+    delivery: Delivery = setting(
+        "at-least-once", "at-least-once (Spark's Kafka sink; after a crash a batch may be written again) | "
+        "exactly-once (each batch in one Kafka transaction with a marker on --commit-topic; consumers read "
+        "read_committed)", "scorer", choice(*get_args(Delivery)), metavar="at-least-once|exactly-once")
     starting_offsets: str = setting("earliest", "where a new query starts: earliest | latest | JSON", "scorer")
     field_ranges: Mapping[str, str] = setting({}, "widen or narrow a numeric clinical field's allowed range, "
                                               "Field=lo:hi,... (the event contract's ranges otherwise; e.g. "
@@ -188,10 +190,8 @@ class Settings:
                                            "serve", positive_float)
     serve_tls_cert: str = setting("", "PEM certificate file: serve HTTPS (with --serve-tls-key)", "serve")
     serve_tls_key: str = setting("", "PEM private key file of --serve-tls-cert", "serve")
-    serve_access_log: OnOff = setting(
-        "on", "one access-log line per request (method, path, status; never a body): on | off", "serve",
-        choice(*get_args(OnOff)), metavar="on|off",
-    )
+    serve_access_log: OnOff = setting("on", "one access-log line per request (method, path, status; never a body): "
+                                      "on | off", "serve", choice(*get_args(OnOff)), metavar="on|off")
     jwt_secret_file: str = setting("", "file holding the HS256 secret tokens are signed with", "auth")
     jwt_public_key_file: str = setting("", "PEM file with the RS256 public key tokens are signed with", "auth")
     jwt_jwks_file: str = setting("", "JWKS file (RS256 keys chosen by the token's kid)", "auth")

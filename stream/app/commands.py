@@ -103,6 +103,7 @@ def tail_command(args: argparse.Namespace, s: Settings) -> int:
         max_messages=args.max_messages,
         timeout_s=args.idle_timeout,
         show_payload=args.show_payload,
+        read_committed=not args.read_uncommitted,
     )
     return 0
 

@@ -43,6 +43,10 @@ def query_failure(exc: BaseException | None, stopped: bool, settings: Settings) 
             f"the topic {missing.group(1)} does not exist on the broker (deleted?), so the query stopped. Make it "
             "again (heartrisk kafka topics, or your own tooling), then restart: the unfinished batch is written "
             "again, nothing is lost")
+    if "ProducerFencedException" in text:  # --delivery exactly-once: a newer driver opened this checkpoint's sink
+        return BrokerError(
+            f"another scorer took over the checkpoint {settings.checkpoint_location} (its Kafka transactions fenced "
+            "this one), so this query stopped. Run one scorer per checkpoint: nothing is lost or written twice")
     if any(t in text for t in BROKER_TIMEOUTS):
         return BrokerError(
             f"the Kafka broker ({settings.bootstrap_servers}) did not answer for {settings.broker_wait:g}s "

@@ -63,7 +63,8 @@ def check_broker(settings: Settings, extra_topics: tuple[str, ...] = ()) -> None
         BrokerError: no broker can be used (``usable_broker_topics``), or a topic does not exist.
     """
     topics = usable_broker_topics(settings.bootstrap_servers, settings.kafka_client_config())
-    wanted = (settings.input_topic, settings.output_topic, settings.dlq_topic, *extra_topics)
+    marker = (settings.commit_topic,) if settings.delivery == "exactly-once" else ()
+    wanted = (settings.input_topic, settings.output_topic, settings.dlq_topic, *marker, *extra_topics)
     missing = [t for t in wanted if t not in topics]
     if missing:
         msg = (
@@ -81,6 +82,10 @@ def check_real_time(spark: SparkSession, settings: Settings) -> None:
     """
     if not is_real_time(settings.trigger):
         return
+    if settings.delivery == "exactly-once":
+        msg = ("real-time mode writes through Spark's streaming Kafka sink, which is at-least-once: "
+               "--delivery exactly-once needs a micro-batch trigger (e.g. --trigger processing-time=250ms)")
+        raise ConfigError(msg)
     if settings.input_format != "json":
         msg = (
             f"real-time mode reads JSON only: input format {settings.input_format!r} needs a micro-batch "
@@ -199,7 +204,7 @@ def start_scorer(
         raw = read_events(spark, settings)  # the models are read now: a re-plan picks up a swap
         out = build_output(raw, models.champion, settings, prediction_schema_id, tap=observe_batch, writers=writers,
                            challenger=models.challenger)
-        return write_predictions(out, settings).start()
+        return write_predictions(out, settings, on_outcome=listener.delivered).start()
 
     query: RunningQuery
     if settings.input_format == "json":

@@ -99,6 +99,8 @@ def kafka_topics(args: argparse.Namespace, s: Settings) -> int:
     bootstrap = s.bootstrap_servers
     conf = {k: str(v) for k, v in s.kafka_client_config().items() if k != "bootstrap.servers"}
     created = ensure_topics(bootstrap, [s.input_topic, s.output_topic, s.dlq_topic, s.shadow_topic], s.partitions, conf)
+    # --delivery exactly-once's commit markers: a few bytes per query, compacted to the last one
+    created += ensure_topics(bootstrap, [s.commit_topic], 1, conf, topic_config={"cleanup.policy": "compact"})
     for name in created:
         print(f"created {name}")
     for t in describe_topics(bootstrap, conf):

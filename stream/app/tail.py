@@ -112,12 +112,14 @@ def tail(
     start_offsets: dict[int, int] | None = None,
     until: Callable[[], bool] | None = None,
     show_payload: bool = False,
+    read_committed: bool = True,
 ) -> int:
     """Print records until interrupted, ``max_messages`` are shown, ``timeout_s`` passes idle, or ``until()``.
 
     ``until`` is asked at least every half second (``heartrisk run``: has the scorer died?).
     Control characters are always escaped. With ``raw_json``, a dead letter's copy of the
-    original key and value (patient data) is shown only with ``show_payload``.
+    original key and value (patient data) is shown only with ``show_payload``. Only committed records
+    are read (``read_committed``: of ``--delivery exactly-once``, never an aborted or open transaction's).
 
     Returns:
         The number of records shown.
@@ -132,6 +134,7 @@ def tail(
                 "group.id": f"heartrisk-tail-{uuid.uuid4().hex[:8]}",
                 "auto.offset.reset": "earliest" if from_beginning else "latest",
                 "enable.auto.commit": False,
+                "isolation.level": "read_committed" if read_committed else "read_uncommitted",
             }
         )
     )

@@ -139,6 +139,14 @@ def build_metrics(progress: dict[str, Any] | None, up: bool, feedback: dict[str,
     gauge("registry_paused_seconds", "How long the current registry pause has lasted (0 when not paused)",
           max(0.0, time.time() - float(pause["since"])) if pause else 0.0)
     out += model_metrics(progress)
+    delivery = t.get("delivery") or {}
+    tx = CounterMetricFamily(PREFIX + "transactions", "Exactly-once batches' Kafka transactions, by outcome",
+                             labels=["outcome"])
+    for outcome in ("committed", "aborted"):
+        tx.add_metric([outcome], delivery.get(outcome, 0))
+    out.append(tx)
+    counter("batches_skipped_committed", "Replayed batches skipped: their transaction was committed before a crash",
+            delivery.get("skipped", 0))
     levels = CounterMetricFamily(PREFIX + "predictions_by_level", "Predictions written, by risk level",
                                  labels=["risk_level"])
     for level in LEVELS:

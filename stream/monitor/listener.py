@@ -123,6 +123,13 @@ class ProgressListener(StreamingQueryListener):
                 self.state["registry_pause"] = None
                 self._save()
 
+    def delivered(self, outcome: str) -> None:
+        """One exactly-once batch: ``committed``, ``aborted`` or ``skipped`` (committed before a crash)."""
+        with self._lock:
+            delivery = self.state["totals"].setdefault("delivery", {})
+            delivery[outcome] = delivery.get(outcome, 0) + 1
+            self._save()
+
     def onQueryStarted(self, event: Any) -> None:  # noqa: N802 - Spark's API
         """The query started (or restarted from its checkpoint)."""
         if event.name != self.query_name or self.closed or self.query_id not in (None, str(event.id)):

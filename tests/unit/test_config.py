@@ -69,7 +69,7 @@ def test_settings_are_declared_once_with_groups_and_closed_choices():
     assert settings_in("kafka") == ("bootstrap_servers", "kafka_options", "kafka_java_options",
                                     "kafka_librdkafka_options", "broker_wait", "kafka_security_file")
     assert settings_in("topics", "model_dir") == (
-        "input_topic", "output_topic", "dlq_topic", "shadow_topic", "partitions", "model_dir"
+        "input_topic", "output_topic", "dlq_topic", "shadow_topic", "commit_topic", "partitions", "model_dir"
     )
     with pytest.raises(ConfigError, match="unknown settings or groups"):
         settings_in("nope")

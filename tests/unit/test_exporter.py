@@ -11,7 +11,7 @@ from stream.monitor.exporter import SnapshotCollector, build_metrics, scorer_is_
 from stream.monitor.listener import empty_totals, read_progress, write_progress
 
 ALLOWED_LABELS = {"error_code", "topic", "phase", "quantile", "model_version", "le", "feature", "risk_level", "alias",
-                  "champion_version", "challenger_version"}
+                  "champion_version", "challenger_version", "outcome"}
 
 
 def _progress(**changes):

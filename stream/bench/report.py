@@ -117,6 +117,16 @@ def markdown(res: dict[str, Any]) -> str:
             f"| {r['mode']} | {r['target_rate']:,} | {r['achieved_rate']:,.0f} | {q.get('count', 0):,} | "
             f"{q.get('p50', '-')} | {q.get('p95', '-')} | {q.get('p99', '-')} | {q.get('max', '-')} |"
         )
+    lines += ["", "## Delivery: exactly-once beside at-least-once (same run)", "",
+              "| delivery | drain events/s | × at-least-once | rate | events | p50 ms | p99 ms | max ms |",
+              "|---|---|---|---|---|---|---|---|"]
+    for r in res.get("delivery", []):
+        q = r["visible_latency_ms"]
+        lines.append(f"| {r['delivery']} | {r['events_per_second']:,.0f} | {r['throughput_vs_at_least_once']} | "
+                     f"{r['rate']:,} | {r['events']:,} | {q.get('p50', '-')} | {q.get('p99', '-')} | "
+                     f"{q.get('max', '-')} |")
+    lines += ["", "Latency here: the time a read_committed consumer receives the prediction − the input record's "
+              "timestamp (an exactly-once prediction is visible only once its batch commits)."]
     sc = res.get("scaling", {})
     lines += ["", "## Scaling", "", "| scenario | events | partitions | maxOffsetsPerTrigger | events/s | batches |",
               "|---|---|---|---|---|---|"]

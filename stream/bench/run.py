@@ -22,16 +22,9 @@ from typing import Any
 import psutil
 
 from stream.bench.baselines import per_request, plain_python
+from stream.bench.delivery import delivery_cost
 from stream.bench.events import EventFactory, paced, preload
-from stream.bench.measure import (
-    ResourceSampler,
-    Scorer,
-    machine_info,
-    percentiles,
-    read_output,
-    say,
-    wait_for_total,
-)
+from stream.bench.measure import ResourceSampler, Scorer, machine_info, percentiles, read_output, say, wait_for_total
 from stream.config import Settings
 from stream.local.kafka_cluster import LocalKafka
 from stream.local.topics import ensure_topics
@@ -310,6 +303,7 @@ def run_bench(settings: Settings, quick: bool, results_dir: Path) -> Path:
             "real-time", plan.rates_real_time
         )
 
+        res["delivery"] = delivery_cost(b)  # exactly-once beside at-least-once
         say("graceful stop under load")
         res["graceful_stop"] = b.graceful_stop_under_load(plan.scale_events * 3)
 

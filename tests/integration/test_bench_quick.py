@@ -58,6 +58,13 @@ def test_bench_quick_writes_results_that_reconcile(tmp_path):
     assert res["baseline_per_request"]["events"] > 0
     modes = {row["mode"] for row in res["latency"]}
     assert modes == {"micro-batch", "real-time"}
+    delivery = {row["delivery"]: row for row in res["delivery"]}
+    assert set(delivery) == {"at-least-once", "exactly-once"}
+    for row in delivery.values():
+        assert row["throughput_completed"] is True and row["events_per_second"] > 0
+        assert row["arrived"] == row["events"] > 0, "a read_committed consumer received every prediction"
+        assert row["visible_latency_ms"]["count"] > 0
+    assert "## Delivery: exactly-once beside at-least-once" in json_path.with_suffix(".md").read_text()
     assert all(row["drained"] and row["latency_ms"]["count"] > 0 for row in res["latency"])
     for group in ("partitions", "backlog"):
         assert res["scaling"][group]

@@ -153,6 +153,9 @@ def grants(settings: Settings) -> list[tuple[str, str, str, str, str]]:
     out += [("scorer", "GROUP", "PREFIXED", "spark-kafka-source-", "READ")]
     out += [("producer", "TOPIC", "LITERAL", settings.input_topic, op) for op in ("WRITE", "DESCRIBE")]
     out += [("operator", "GROUP", "PREFIXED", "heartrisk-tail-", "READ")]
+    # --delivery exactly-once: its transactions (heartrisk-<query id>) and its commit markers
+    out += [("scorer", "TRANSACTIONAL_ID", "PREFIXED", "heartrisk-", op) for op in ("WRITE", "DESCRIBE")]
+    out += [("scorer", "TOPIC", "LITERAL", settings.commit_topic, op) for op in ("READ", "WRITE", "DESCRIBE")]
     return out
 
 

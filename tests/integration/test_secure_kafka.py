@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -48,7 +49,9 @@ def test_1000_events_end_to_end_with_every_tool_on_the_secure_broker(secure, mtl
     base = {**secure["env"], "HEARTRISK_BOOTSTRAP_SERVERS": f"localhost:{port}", "HEARTRISK_INPUT_TOPIC": inp,
             "HEARTRISK_OUTPUT_TOPIC": out, "HEARTRISK_DLQ_TOPIC": dlq, "HEARTRISK_SHADOW_TOPIC": shadow,
             "HEARTRISK_CHECKPOINT_DIR": str(tmp_path / "ck"), "HEARTRISK_SPARK_MASTER": "local[2]",
-            "HEARTRISK_QUERY_NAME": "secure-scorer"}
+            "HEARTRISK_QUERY_NAME": "secure-scorer",
+            # the mutual-TLS run also proves exactly-once's ACLs (its transactional id, its commit topic)
+            "HEARTRISK_DELIVERY": "exactly-once" if mtls else "at-least-once"}
 
     def as_user(user: str) -> dict[str, str]:
         return {**base, "HEARTRISK_KAFKA_SECURITY_FILE": str(sec.credentials_file(user, mtls))}
@@ -82,6 +85,11 @@ def test_1000_events_end_to_end_with_every_tool_on_the_secure_broker(secure, mtl
         assert len(lines) == 1000 and all("patient=" in line for line in lines)
         wait_for(lambda: "heartrisk_predictions_total 1000.0" in http_get(f"http://127.0.0.1:{exporter_port}/metrics")[1],
                  60, what="the exporter to count 1,000 predictions")
+        if mtls:  # every batch in a committed transaction, none aborted
+            metrics = http_get(f"http://127.0.0.1:{exporter_port}/metrics")[1]
+            assert 'heartrisk_transactions_total{outcome="aborted"} 0.0' in metrics
+            committed = re.search(r'heartrisk_transactions_total\{outcome="committed"\} (\d+)', metrics)
+            assert committed and int(committed.group(1)) >= 1, metrics[-2000:]
     finally:
         scorer.send_signal(signal.SIGTERM)
         code = scorer.wait(120)
@@ -93,8 +101,8 @@ def test_1000_events_end_to_end_with_every_tool_on_the_secure_broker(secure, mtl
     leaked = [p for p in _passwords(sec) if any(p in o for o in outputs)]
     assert leaked == [], "no password or key appears in any output"
     with capsys.disabled():
-        print(f"\nsecure broker, {'mutual TLS' if mtls else 'SASL_SSL'}: kafka topics, produce, score, tail and the "
-              "exporter passed 1,000 events")
+        print(f"\nsecure broker, {'mutual TLS' if mtls else 'SASL_SSL'}: kafka topics, produce, score "
+              f"({base['HEARTRISK_DELIVERY']}), tail and the exporter passed 1,000 events")
 
 
 def test_unauthenticated_wrong_password_and_unauthorised_writes_are_refused(secure, tmp_path):

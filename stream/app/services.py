@@ -94,13 +94,13 @@ def kafka_groups(args: argparse.Namespace, s: Settings) -> int:
 
 def kafka_topics(args: argparse.Namespace, s: Settings) -> int:
     """Create the default topics on any broker if missing, then list all topics."""
-    from stream.local.topics import describe_topics, ensure_topics
+    from stream.local.topics import COMMIT_TOPIC_CONFIG, describe_topics, ensure_topics
 
     bootstrap = s.bootstrap_servers
     conf = {k: str(v) for k, v in s.kafka_client_config().items() if k != "bootstrap.servers"}
     created = ensure_topics(bootstrap, [s.input_topic, s.output_topic, s.dlq_topic, s.shadow_topic], s.partitions, conf)
     # --delivery exactly-once's commit markers: a few bytes per query, compacted to the last one
-    created += ensure_topics(bootstrap, [s.commit_topic], 1, conf, topic_config={"cleanup.policy": "compact"})
+    created += ensure_topics(bootstrap, [s.commit_topic], 1, conf, topic_config=COMMIT_TOPIC_CONFIG)
     for name in created:
         print(f"created {name}")
     for t in describe_topics(bootstrap, conf):

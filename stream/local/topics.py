@@ -24,6 +24,11 @@ from stream.local.processes import port_in_use
 logger = logging.getLogger(__name__)
 
 
+# --delivery exactly-once's commit markers: one small record per batch, compacted to each query's last.
+# An hour's segments let the cleaner keep the topic small, so a scorer's start reads little of it.
+COMMIT_TOPIC_CONFIG = {"cleanup.policy": "compact", "segment.ms": "3600000", "min.cleanable.dirty.ratio": "0.1"}
+
+
 def ensure_topics(
     bootstrap: str,
     topics: Iterable[str],

@@ -231,3 +231,46 @@ def terminate(procs: Iterable[subprocess.Popen], timeout_s: float = 60.0) -> Non
                 p.wait(timeout_s)
             except subprocess.TimeoutExpired:
                 p.kill()
+
+
+def kill_mid_stream(events: list, kills: int, settings, start: Callable[[int], subprocess.Popen],
+                    outputs: Callable[[], int]) -> list[float]:
+    """kill -9 a scorer (its process group) ``kills`` times while ``events`` are published at 5,000/s.
+
+    The events go out in ``kills + 1`` chunks; chunk k+1 waits for kill k, so every kill lands with
+    events still to score. ``start(k)`` starts run k; each run is killed once ``outputs()`` has grown
+    by 1,000. Returns the seconds from each start to its 1,000 new outputs. The caller starts the last run.
+    """
+    import os
+    import threading
+
+    from stream.app.produce import publish
+
+    total = len(events)
+    chunks = [events[i * total // (kills + 1):(i + 1) * total // (kills + 1)] for i in range(kills + 1)]
+    killed = [threading.Event() for _ in range(kills)]
+
+    def produce_around_the_kills() -> None:
+        for k, chunk in enumerate(chunks):
+            publish(iter(chunk), len(chunk), settings, rate=5000, progress=False)
+            if k < kills:
+                killed[k].wait(300)
+
+    producer = threading.Thread(target=produce_around_the_kills)
+    producer.start()
+    recovered = []
+    try:
+        for k in range(kills):
+            before, began = outputs(), time.monotonic()
+            scorer = start(k)
+            wait_for(lambda b=before: outputs() >= b + 1000, 240, what=f"outputs from run {k + 1}")
+            recovered.append(time.monotonic() - began)
+            os.killpg(scorer.pid, signal.SIGKILL)
+            scorer.wait(30)
+            assert scorer.returncode == -signal.SIGKILL
+            killed[k].set()
+    finally:
+        for event in killed:
+            event.set()
+        producer.join(300)
+    return recovered

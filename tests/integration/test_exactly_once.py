@@ -14,7 +14,6 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 from collections import Counter
 from pathlib import Path
@@ -24,9 +23,9 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
 from stream.app.produce import generate, publish
 from stream.config import load_settings
-from stream.local.topics import ensure_topics
+from stream.local.topics import COMMIT_TOPIC_CONFIG, ensure_topics
 from stream.monitor.progress import read_progress
-from tests.helpers import end_offsets_total, topic_name, wait_for
+from tests.helpers import end_offsets_total, kill_mid_stream, topic_name, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -39,7 +38,7 @@ def flow(kafka_bootstrap, make_topics, tmp_path):
     """Fresh topics (and commit-marker topic), the scorer's environment and settings."""
     inp, out, dlq = make_topics("events", "predictions", "dlq")
     commits = topic_name("commits")
-    ensure_topics(kafka_bootstrap, [commits], 1, topic_config={"cleanup.policy": "compact"})
+    ensure_topics(kafka_bootstrap, [commits], 1, topic_config=COMMIT_TOPIC_CONFIG)
     env = {
         **os.environ,
         "HEARTRISK_BOOTSTRAP_SERVERS": kafka_bootstrap, "HEARTRISK_INPUT_TOPIC": inp,
@@ -134,30 +133,10 @@ def test_the_driver_killed_3_times_in_a_60000_event_run_gives_every_event_exactl
     env, settings, tmp = flow
     total = 60_000
     events = list(generate(total, "synthetic", settings, bad_fraction=0.02, seed=11))
-    chunks = [events[i * total // (KILLS + 1):(i + 1) * total // (KILLS + 1)] for i in range(KILLS + 1)]
-    kills = [threading.Event() for _ in range(KILLS)]
-
-    def produce_around_the_kills() -> None:
-        for k, chunk in enumerate(chunks):  # chunk k+1 waits for kill k: each kill lands with events to score
-            publish(iter(chunk), len(chunk), settings, rate=5000, progress=False)
-            if k < KILLS:
-                kills[k].wait(300)
-
-    producer = threading.Thread(target=produce_around_the_kills)
-    producer.start()
-    try:
-        for k in range(KILLS):
-            before = end_offsets_total(settings.bootstrap_servers, settings.output_topic)
-            scorer = start(env, tmp / f"scorer{k + 1}.log")
-            wait_for(lambda b=before: end_offsets_total(settings.bootstrap_servers, settings.output_topic) >= b + 1000,
-                     240, what=f"predictions from run {k + 1}")
-            os.killpg(scorer.pid, signal.SIGKILL)
-            assert scorer.wait(30) == -signal.SIGKILL
-            kills[k].set()
-    finally:
-        for killed in kills:
-            killed.set()
-        producer.join(300)
+    # batches back to back, so a transaction is open most of the time and a kill is likely to land in one
+    env = {**env, "HEARTRISK_TRIGGER": "processing-time=0"}
+    kill_mid_stream(events, KILLS, settings, lambda k: start(env, tmp / f"scorer{k + 1}.log"),
+                    lambda: end_offsets_total(settings.bootstrap_servers, settings.output_topic))
     scorer = start(env, tmp / "scorer-last.log")
     try:
         ids = output_ids(settings, until=lambda c: len(c) >= total, timeout_s=300)

@@ -7,8 +7,6 @@ import os
 import signal
 import subprocess
 import sys
-import threading
-import time
 from collections import Counter
 from pathlib import Path
 
@@ -16,7 +14,7 @@ import pytest
 
 from stream.app.produce import generate, publish
 from stream.config import load_settings
-from tests.helpers import consume, end_offsets_total, wait_for
+from tests.helpers import consume, end_offsets_total, kill_mid_stream
 
 pytestmark = pytest.mark.integration
 
@@ -67,38 +65,12 @@ def test_the_driver_killed_5_times_in_one_run_loses_nothing(env_and_settings, ca
     total = 100_000
     events = list(generate(total, "synthetic", settings, seed=3))
     expected = {json.loads(e.value)["event_id"] for e in events}
-    chunks = [events[i * total // (KILLS + 1):(i + 1) * total // (KILLS + 1)] for i in range(KILLS + 1)]
-    kills = [threading.Event() for _ in range(KILLS)]
-
-    def produce_around_the_kills() -> None:
-        # chunk k flows into kill k; chunk k+1 waits for it, so every kill lands with events still to score
-        for k, chunk in enumerate(chunks):
-            publish(iter(chunk), len(chunk), settings, rate=5000, progress=False)
-            if k < KILLS:
-                kills[k].wait(300)
 
     def scored() -> int:
         return end_offsets_total(settings.bootstrap_servers, settings.output_topic)
 
-    producer = threading.Thread(target=produce_around_the_kills)
-    producer.start()
-    recovered = []
-    try:
-        for k in range(KILLS):
-            before = scored()
-            began = time.monotonic()
-            scorer = start(env, tmp / f"scorer{k + 1}.log")
-            # the kill lands mid-stream: this run has written predictions, and events wait behind them
-            wait_for(lambda b=before: scored() >= b + 1000, 240, what=f"predictions from run {k + 1}")
-            recovered.append(time.monotonic() - began)
-            os.killpg(scorer.pid, signal.SIGKILL)
-            scorer.wait(30)
-            assert scorer.returncode == -signal.SIGKILL
-            kills[k].set()
-    finally:
-        for killed in kills:
-            killed.set()
-        producer.join(300)
+    # the kills land mid-stream: each run has written predictions, and events wait behind them
+    recovered = kill_mid_stream(events, KILLS, settings, lambda k: start(env, tmp / f"scorer{k + 1}.log"), scored)
     scorer = start(env, tmp / "scorer-last.log")
     try:
         records = consume(settings.bootstrap_servers, settings.output_topic,

@@ -186,6 +186,8 @@ def build_parser() -> argparse.ArgumentParser:
               help="instead: the scorer on a local Spark cluster of 1 and 2 workers against a Kafka of 1 and 3 "
                    "brokers, all on free ports: events/s, micro-batch p99, CPU per event (200,000 events x 3 "
                    "reps each, ~15 min; with --quick: 20,000 x 1)"),
+         _opt("--exactly-once", action="store_true", help="instead: --delivery exactly-once beside at-least-once: "
+              "drain 300,000 events, then 2,000 events/s (~5 min; with --quick: 10,000 and 1,000/s)"),
          _opt("--results-dir", default="bench/results", help="where the JSON, Markdown and PNGs go"))
     _new(sub, "serve",
          "the HTTP service: POST /v1/predict gives one event's prediction, the same as the stream's",

@@ -146,6 +146,13 @@ def bench_command(args: argparse.Namespace, s: Settings) -> int:
         path = run_feedback_state_bench(s, 20_000 if args.quick else 1_000_000, Path(args.results_dir), work)
         print(f"results: {path} (+ .md beside it)")
         return 0
+    if args.exactly_once:
+        from stream.bench.exactly_once import run_exactly_once_bench
+
+        events, rate = (10_000, 1_000) if args.quick else (300_000, 2_000)
+        path = run_exactly_once_bench(s, events, rate, Path(args.results_dir), args.quick)
+        print(f"results: {path} (+ .md beside it)")
+        return 0
     if args.cluster:
         from stream.bench.cluster import run_cluster_bench
 

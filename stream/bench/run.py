@@ -145,6 +145,7 @@ class Bench:
             "completed": ok and out.distinct_events == n,
             "events_per_second": round(out.throughput, 1),
             "batches": len(batches),
+            "batch_seconds": round(sum(float(b.get("duration_ms", 0)) for b in batches) / 1000, 3),
             "median_batch_rows_per_second": round(statistics.median(durations), 1) if durations else None,
             "graceful_stop_seconds": round(sc.stop_seconds or 0.0, 2),
             "resources": resources,
@@ -303,7 +304,7 @@ def run_bench(settings: Settings, quick: bool, results_dir: Path) -> Path:
             "real-time", plan.rates_real_time
         )
 
-        res["delivery"] = delivery_cost(b)  # exactly-once beside at-least-once
+        res["delivery"] = delivery_cost(b, thr)  # exactly-once beside at-least-once (the throughput run)
         say("graceful stop under load")
         res["graceful_stop"] = b.graceful_stop_under_load(plan.scale_events * 3)
 

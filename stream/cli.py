@@ -159,9 +159,9 @@ def build_parser() -> argparse.ArgumentParser:
          f"{cmd}:run_command", (*LOCAL_BROKER, "model", *STREAM, *SPARK),
          _opt("--no-replay", action="store_true", help="do not replay the data set; just tail"))
     _new(sub, "score", "run the streaming scorer until SIGINT/SIGTERM (the batch in flight finishes first)",
-         f"{cmd}:score_command", ("kafka", "input_topic", "output_topic", "dlq_topic", "shadow_topic", "formats",
-                                  "model_dir", "model_uri", "mlflow_tracking_uri", "model_check_interval", *STREAM,
-                                  "progress_file", *SPARK))
+         f"{cmd}:score_command", ("kafka", "input_topic", "output_topic", "dlq_topic", "shadow_topic", "commit_topic",
+                                  "formats", "model_dir", "model_uri", "mlflow_tracking_uri", "model_check_interval",
+                                  *STREAM, "progress_file", *SPARK))
     _new(sub, "bench",
          "benchmark on the local broker: throughput, latency (micro-batch and real-time), ceiling, baselines",
          f"{cmd}:bench_command", (*LOCAL_BROKER, "local_registry", "model_dir", "engine", *SPARK, "auth"),

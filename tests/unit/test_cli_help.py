@@ -52,6 +52,7 @@ def test_the_scorer_takes_every_scorer_setting_as_a_flag(command):
     flags = {a.dest.removeprefix("setting_") for a in parser._actions if a.dest.startswith("setting_")}
     scorer = {name for name, spec in SPECS.items() if spec.group == "scorer"} - {"progress_file"}
     assert scorer - flags == set()
+    assert {"delivery", "commit_topic"} <= flags, "--delivery exactly-once and its commit-marker topic"
     args = parser.parse_args(["--dead-letter-payload", "hashed", "--drift", "off", "--event-time-window", "1d:1h"])
     assert (args.setting_dead_letter_payload, args.setting_drift, args.setting_event_time_window) == (
         "hashed", "off", "1d:1h")

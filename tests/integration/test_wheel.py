@@ -79,7 +79,9 @@ def test_the_wheel_in_a_fresh_venv_outside_the_repository_scores_the_guide_examp
     assert installed["event_time"] == "2026-11-27T08:00:00.000Z"
     assert {k: v for k, v in installed.items() if "_at" not in k} == {k: v for k, v in here.items() if "_at" not in k}
 
-    # the Java function's sources travel too: an installed copy builds it outside the repository
-    _run([str(venv / "bin" / "python"), "-c", "from pathlib import Path; from stream.local.jvm import build_functions;"
-          " print(build_functions(Path('jvm-cache')))"], work, env)
+    # the Java sources travel too: an installed copy builds them outside the repository, against the resolved
+    # connectors (the exactly-once sink needs their kafka-clients)
+    _run([str(venv / "bin" / "python"), "-c", "import os; from pathlib import Path; from stream.local.jvm import "
+          "build_functions; print(build_functions(Path('jvm-cache'), None, Path(os.environ['HEARTRISK_JVM_DIR']) / "
+          "'spark'))"], work, env)
     assert (work / "jvm-cache" / "functions" / "heartrisk-functions.jar").is_file()

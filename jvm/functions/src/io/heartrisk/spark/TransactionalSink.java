@@ -3,12 +3,12 @@ package io.heartrisk.spark;
 import java.nio.charset.StandardCharsets;
 import java.time.Duration;
 import java.util.ArrayList;
+import java.util.Arrays;
 import java.util.HashMap;
 import java.util.Iterator;
 import java.util.List;
 import java.util.Map;
 import java.util.concurrent.ConcurrentHashMap;
-import java.util.concurrent.atomic.AtomicLong;
 import java.util.regex.Matcher;
 import java.util.regex.Pattern;
 import org.apache.kafka.clients.consumer.ConsumerRecord;
@@ -55,9 +55,6 @@ import org.apache.spark.sql.Row;
  */
 public final class TransactionalSink {
   private static final Map<String, TransactionalSink> OPEN = new ConcurrentHashMap<>();
-  private static final AtomicLong COMMITTED = new AtomicLong();
-  private static final AtomicLong ABORTED = new AtomicLong();
-  private static final AtomicLong SKIPPED = new AtomicLong();
   private static final Pattern BATCH_ID = Pattern.compile("\"batch_id\":\\s*(-?\\d+)");
   private static final Duration POLL = Duration.ofMillis(200);
 
@@ -74,7 +71,7 @@ public final class TransactionalSink {
     this.crash = crash == null ? "" : crash;
     this.config = new HashMap<>(options);
     Map<String, Object> producerConfig = new HashMap<>(config);
-    producerConfig.put("transactional.id", transactionalId(queryId));
+    producerConfig.put("transactional.id", "heartrisk-" + queryId);  // the same for every restart on one checkpoint
     producerConfig.put("enable.idempotence", "true");
     producerConfig.put("acks", "all");
     producerConfig.put("key.serializer", ByteArraySerializer.class.getName());
@@ -89,11 +86,6 @@ public final class TransactionalSink {
     }
   }
 
-  /** The transactional id of a query: the same for every restart on one checkpoint. */
-  public static String transactionalId(String queryId) {
-    return "heartrisk-" + queryId;
-  }
-
   /**
    * The sink of one query, opened once per driver (fencing the previous driver of the same checkpoint).
    *
@@ -104,39 +96,8 @@ public final class TransactionalSink {
         queryId, id -> new TransactionalSink(id, markerTopic, options, System.getenv("HEARTRISK_TEST_CRASH")));
   }
 
-  /** Close every open sink (the scorer's end). */
-  public static void closeAll() {
-    for (String id : new ArrayList<>(OPEN.keySet())) {
-      TransactionalSink sink = OPEN.remove(id);
-      if (sink != null) {
-        sink.producer.close(Duration.ofSeconds(10));
-      }
-    }
-  }
-
-  /** Transactions committed by this driver. */
-  public static long committed() {
-    return COMMITTED.get();
-  }
-
-  /** Transactions aborted by this driver. */
-  public static long aborted() {
-    return ABORTED.get();
-  }
-
-  /** Batches skipped because their transaction was already committed. */
-  public static long skipped() {
-    return SKIPPED.get();
-  }
-
-  /** The last batch id whose transaction this query committed (-1: none). */
-  public synchronized long lastCommitted() {
-    return lastCommitted;
-  }
-
   private long readLastCommitted() {
     Map<String, Object> consumerConfig = new HashMap<>(config);
-    consumerConfig.remove("transactional.id");
     consumerConfig.put("isolation.level", "read_committed");
     consumerConfig.put("enable.auto.commit", "false");
     consumerConfig.put("key.deserializer", ByteArrayDeserializer.class.getName());
@@ -157,7 +118,7 @@ public final class TransactionalSink {
       Map<TopicPartition, Long> ends = consumer.endOffsets(partitions);
       while (!reached(consumer, ends)) {
         for (ConsumerRecord<byte[], byte[]> r : consumer.poll(POLL)) {
-          if (r.key() != null && java.util.Arrays.equals(r.key(), key) && r.value() != null) {
+          if (r.key() != null && Arrays.equals(r.key(), key) && r.value() != null) {
             Matcher m = BATCH_ID.matcher(new String(r.value(), StandardCharsets.UTF_8));
             if (m.find()) {
               last = Math.max(last, Long.parseLong(m.group(1)));
@@ -185,7 +146,6 @@ public final class TransactionalSink {
    */
   public synchronized long write(Dataset<Row> batch, long batchId) {
     if (batchId <= lastCommitted) {
-      SKIPPED.incrementAndGet();
       return -1;
     }
     long rows = 0;
@@ -210,7 +170,6 @@ public final class TransactionalSink {
       // fatal for this producer: another driver took the checkpoint over, or the broker refuses
       OPEN.remove(queryId, this);
       producer.close(Duration.ZERO);
-      ABORTED.incrementAndGet();
       throw e;
     } catch (RuntimeException e) {
       try {
@@ -220,10 +179,8 @@ public final class TransactionalSink {
         producer.close(Duration.ZERO);
         e.addSuppressed(abortFailed);
       }
-      ABORTED.incrementAndGet();
       throw e;
     }
-    COMMITTED.incrementAndGet();
     lastCommitted = batchId;
     if (rows > 0 && crash.equals("after-commit")) {
       Runtime.getRuntime().halt(137);

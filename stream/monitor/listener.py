@@ -124,11 +124,13 @@ class ProgressListener(StreamingQueryListener):
                 self._save()
 
     def delivered(self, outcome: str) -> None:
-        """One exactly-once batch: ``committed``, ``aborted`` or ``skipped`` (committed before a crash)."""
+        """One exactly-once batch: ``committed``, ``aborted`` or ``skipped`` (committed before a crash).
+
+        Counted only: the batch's progress event (or, after an abort, the query's end) writes the file.
+        """
         with self._lock:
             delivery = self.state["totals"].setdefault("delivery", {})
             delivery[outcome] = delivery.get(outcome, 0) + 1
-            self._save()
 
     def onQueryStarted(self, event: Any) -> None:  # noqa: N802 - Spark's API
         """The query started (or restarted from its checkpoint)."""

@@ -19,7 +19,6 @@ from stream.config import Settings
 from stream.pipeline.trigger import parse_trigger
 
 logger = logging.getLogger(__name__)
-SINK_CLASS = "io.heartrisk.spark.TransactionalSink"
 QUERY_ID_PROPERTY = "sql.streaming.queryId"  # the local property Spark sets on a query's batches
 MAX_TRANSACTION_TIMEOUT_MS = 900_000  # the broker's default transaction.max.timeout.ms
 
@@ -88,22 +87,27 @@ class TransactionalBatches:
         self.settings = settings
         self.options = transactional_options(settings)
         self.on_outcome = on_outcome or (lambda _outcome: None)
+        self.sinks: dict[str, Any] = {}  # query id -> its JVM sink (opened once: no per-batch Py4J calls for it)
+
+    def _sink(self, spark: Any, query_id: str) -> Any:
+        """The query's JVM sink; the first call per driver opens it, which fences a killed driver."""
+        if query_id not in self.sinks:
+            jvm = spark._jvm
+            options = jvm.java.util.HashMap()
+            for k, v in self.options.items():
+                options.put(k, v)
+            self.sinks[query_id] = jvm.io.heartrisk.spark.TransactionalSink.forQuery(
+                query_id, self.settings.commit_topic, options)
+        return self.sinks[query_id]
 
     def __call__(self, batch: DataFrame, batch_id: int) -> None:
         """Write one micro-batch in one transaction (or skip it); an error aborts it and fails the batch."""
         spark = batch.sparkSession
-        jvm = cast(Any, spark)._jvm
         query_id = spark.sparkContext.getLocalProperty(QUERY_ID_PROPERTY)
         if not query_id:
             msg = f"no {QUERY_ID_PROPERTY} on batch {batch_id}: the exactly-once sink runs inside a streaming query"
             raise RuntimeError(msg)
-        sink_class = jvm
-        for part in SINK_CLASS.split("."):
-            sink_class = getattr(sink_class, part)
-        options = jvm.java.util.HashMap()
-        for k, v in self.options.items():
-            options.put(k, v)
-        sink = sink_class.forQuery(query_id, self.settings.commit_topic, options)  # fences a killed driver
+        sink = self._sink(spark, query_id)
         try:
             rows = sink.write(cast(Any, batch)._jdf, batch_id)
         except Exception:

@@ -44,7 +44,8 @@ def wait_for_total(settings: Settings, topic: str, n: int, timeout_s: float) -> 
     return False
 
 
-def _iso_ms(text: str) -> float:
+def iso_ms(text: str) -> float:
+    """An ISO-8601 time (``...Z``) as Unix milliseconds."""
     return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp() * 1000.0
 
 
@@ -96,7 +97,7 @@ def read_output(
                 rec = decode(m.value() or b"{}")
                 seen.add(rec["event_id"])
                 if latency_after_ms is not None:
-                    t_in = _iso_ms(rec["event_time"])
+                    t_in = iso_ms(rec["event_time"])
                     if t_in >= latency_after_ms:
                         st.latencies_ms.append(ts - t_in)
                 if keep_probabilities:

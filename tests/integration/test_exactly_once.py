@@ -19,7 +19,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
 
 from stream.app.produce import generate, publish
 from stream.config import load_settings
@@ -73,7 +73,7 @@ def output_ids(settings, isolation: str = "read_committed", until=None, timeout_
         while time.monotonic() < deadline:
             for m in consumer.consume(num_messages=5000, timeout=0.5):
                 if m.error() is not None:
-                    if m.error().code() == -191:  # _PARTITION_EOF
+                    if m.error().code() == KafkaError._PARTITION_EOF:
                         at_end.add((m.topic(), m.partition()))
                     continue
                 rec = json.loads(m.value())

@@ -58,6 +58,7 @@ class Tally:
         self.dead: Counter[tuple[int, int]] = Counter()  # the dead letter's input (partition, offset)
         self.lock = threading.Lock()
         self.stopping = threading.Event()
+        self.error: BaseException | None = None  # the thread's death, raised by counts()
         self.thread = threading.Thread(target=self._run, daemon=True)
         self.thread.start()
 
@@ -69,21 +70,28 @@ class Tally:
                              "auto.offset.reset": "earliest"})  # a topic made again is read from its start
         consumer.assign([TopicPartition(t, p, OFFSET_BEGINNING) for t in (self.out, self.dlq) for p in range(3)])
         try:
-            while not self.stopping.is_set():
-                for msg in consumer.consume(num_messages=5000, timeout=0.5):
-                    if msg.error() is not None:
-                        continue
-                    record = json.loads(msg.value())
-                    with self.lock:
-                        if msg.topic() == self.out:
-                            self.predicted[record["event_id"]] += 1
-                        else:
-                            self.dead[(record["partition"], record["offset"])] += 1
+            self._count(consumer)
+        except BaseException as exc:  # a silent death would look like a scorer that makes nothing
+            self.error = exc
         finally:
             consumer.close()
 
+    def _count(self, consumer: Consumer) -> None:
+        while not self.stopping.is_set():
+            for msg in consumer.consume(num_messages=5000, timeout=0.5):
+                if msg.error() is not None:
+                    continue
+                record = json.loads(msg.value())
+                with self.lock:
+                    if msg.topic() == self.out:
+                        self.predicted[record["event_id"]] += 1
+                    else:
+                        self.dead[(record["partition"], record["offset"])] += 1
+
     def counts(self) -> tuple[int, int]:
         """Distinct predictions, distinct dead letters."""
+        if self.error is not None:
+            raise AssertionError(f"the tally's consumer died: {self.error!r}") from self.error
         with self.lock:
             return len(self.predicted), len(self.dead)
 
@@ -168,6 +176,24 @@ class Flow:
                  300, what="every published event on the output topics")
         assert self.proc is not None and self.proc.poll() is None, "the scorer still runs"
 
+    def wait_predictions(self, tally: Tally, n: int, timeout_s: float, what: str) -> None:
+        """Wait for ``n`` distinct predictions; fail at once, saying why, if the scorer or the publisher died."""
+        def ready() -> bool:
+            if self.proc is not None and self.proc.poll() is not None:
+                raise AssertionError(f"the scorer exited {self.proc.returncode} while waiting for {what}")
+            if self.publish_error is not None:
+                raise AssertionError(f"the publisher failed while waiting for {what}: {self.publish_error!r}")
+            return tally.counts()[0] >= n
+        wait_for(ready, timeout_s, what=what)
+
+    def diagnosis(self, tally: Tally) -> str:
+        """What a failed run's reader needs: the scorer's state and log tail (ids and errors, never records)."""
+        code = None if self.proc is None else self.proc.poll()
+        tail = self.log.read_text(errors="replace").splitlines()[-40:] if self.log.exists() else []
+        return (f"scorer exit code {code}; published {self.published} (publisher error {self.publish_error!r}); "
+                f"tally {len(tally.predicted)} predicted, {len(tally.dead)} dead (error {tally.error!r})\n"
+                "scorer log, last lines:\n" + "\n".join(tail))
+
     def close(self, tally: Tally) -> None:
         self.publishing.clear()
         self.stop_scorer()
@@ -186,8 +212,8 @@ def test_broker_outages_while_events_flow_lose_nothing(kafka, tmp_path, capsys):
 
     def flowing_again(name: str, before: int, back: float) -> None:
         target = flow.published * 0.9
-        wait_for(lambda: tally.counts()[0] >= max(before + 1000, target), 300,
-                 what=f"predictions flowing again after the {name}")
+        flow.wait_predictions(tally, max(before + 1000, int(target)), 300,
+                              what=f"predictions flowing again after the {name}")
         figures.append(f"{name}: predictions flowing again {time.monotonic() - back:.1f}s after the broker was back")
 
     def outage(name: str, seconds: float, kill: bool) -> None:
@@ -208,7 +234,7 @@ def test_broker_outages_while_events_flow_lose_nothing(kafka, tmp_path, capsys):
         # 1. --broker-wait 15 and a 30 s outage: the scorer exits 4 with one line; the restart loses nothing
         flow.start_scorer(HEARTRISK_BROKER_WAIT="15")
         flow.start_publishing()
-        wait_for(lambda: tally.counts()[0] >= 5000, 240, what="the first 5,000 predictions")
+        flow.wait_predictions(tally, 5000, 240, what="the first 5,000 predictions")
         before, began = tally.counts()[0], time.monotonic()
         assert broker.down() is True
         code = flow.proc.wait(120)
@@ -230,6 +256,8 @@ def test_broker_outages_while_events_flow_lose_nothing(kafka, tmp_path, capsys):
         outage("150 s stop", 150, kill=False)
 
         flow.drain(tally)
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}\n{flow.diagnosis(tally)}") from exc
     finally:
         flow.close(tally)
     assert set(tally.predicted) == flow.valid, "every valid event predicted"
@@ -254,7 +282,7 @@ def test_the_output_topic_deleted_mid_run_stops_the_scorer_with_one_line_and_the
         # through the Java-only options
         flow.start_scorer(HEARTRISK_KAFKA_JAVA_OPTIONS="max.block.ms=10000")
         flow.start_publishing()
-        wait_for(lambda: tally.counts()[0] >= 5000, 240, what="the first 5,000 predictions")
+        flow.wait_predictions(tally, 5000, 240, what="the first 5,000 predictions")
         began = time.monotonic()
         admin = AdminClient({"bootstrap.servers": kafka.bootstrap})
         admin.delete_topics([flow.out])[flow.out].result(30)
@@ -264,6 +292,8 @@ def test_the_output_topic_deleted_mid_run_stops_the_scorer_with_one_line_and_the
         ensure_topics(kafka.bootstrap, [flow.out], 3)
         flow.start_scorer()
         flow.drain(tally)
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}\n{flow.diagnosis(tally)}") from exc
     finally:
         flow.close(tally)
     with capsys.disabled():

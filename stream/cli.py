@@ -20,6 +20,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from stream import __version__
+from stream.app.ends import jvm_death
 from stream.config import Settings, settings_in
 from stream.credentials import librdkafka_refusal
 from stream.errors import HeartriskError
@@ -328,12 +329,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return code
     except Exception as exc:
         refused = librdkafka_refusal(exc, _client_options(settings))
-        if refused is None:
+        said = refused or jvm_death(exc)
+        if said is None:
             raise
         if args.verbose:
-            logger.error('event="failed" error="%s"', refused)
-        print(f"heartrisk: error: {refused}", file=sys.stderr)
-        code = 2
+            logger.exception('event="failed" error="%s"', said)  # --verbose: the trace too
+        print(f"heartrisk: error: {said}", file=sys.stderr)
+        code = 2 if refused else 1
         return code
     except KeyboardInterrupt:
         print("heartrisk: interrupted", file=sys.stderr)

@@ -7,7 +7,7 @@ import re
 from stream.config import Settings
 from stream.errors import BrokerError, HeartriskError, StoppedWhilePaused
 
-__all__ = ["BROKER_TIMEOUTS", "MISSING_TOPIC", "failure_message", "query_failure"]
+__all__ = ["BROKER_TIMEOUTS", "MISSING_TOPIC", "failure_message", "jvm_death", "query_failure"]
 
 # the producer's words for a topic the broker does not know (it waits max.block.ms for it, then gives up)
 MISSING_TOPIC = re.compile(r"Topic (\S+) not present in metadata")
@@ -53,3 +53,23 @@ def query_failure(exc: BaseException | None, stopped: bool, settings: Settings) 
             "(--broker-wait / HEARTRISK_BROKER_WAIT), so the query stopped. Restart it once the broker is back: "
             "the unfinished batch is read again from the checkpoint, nothing is lost")
     return HeartriskError(message)
+
+
+def jvm_death(exc: BaseException) -> str | None:
+    """One line for a Spark JVM that died under the Python driver (killed, or out of memory), else None.
+
+    Py4J then fails the next call into the JVM with a network error (the gateway's socket closed);
+    the traceback says nothing a user can act on.
+    """
+    from py4j.protocol import Py4JNetworkError
+
+    seen: BaseException | None = exc
+    for _ in range(10):  # the error, and what it was raised from or during
+        if seen is None:
+            return None
+        if isinstance(seen, Py4JNetworkError) or "Answer from Java side is empty" in str(seen):
+            return ("the Spark JVM under this command died (killed, or out of memory: see the lines above, and the "
+                    "system log for the OOM killer). Run the command again: a scorer resumes from its checkpoint, "
+                    "nothing is lost")
+        seen = seen.__cause__ or seen.__context__
+    return None

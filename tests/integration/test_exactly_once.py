@@ -31,6 +31,7 @@ pytestmark = pytest.mark.integration
 
 HEARTRISK = str(Path(sys.executable).with_name("heartrisk"))
 SKIP_LINE = 'event="batch skipped, already committed" batch_id={}'
+JVM_DIED = "heartrisk: error: the Spark JVM under this command died"  # the test hook halts the JVM
 
 
 @pytest.fixture
@@ -164,7 +165,8 @@ def test_crashes_before_and_after_the_commit_give_every_event_once(flow, capsys)
 
     # 1. sends done, no commit: the records are in the log, but not for a read_committed consumer
     scorer = start(env, tmp / "before.log", HEARTRISK_TEST_CRASH="before-commit")
-    assert exits(scorer, tmp / "before.log") != 0
+    assert exits(scorer, tmp / "before.log") == 1
+    assert JVM_DIED in (tmp / "before.log").read_text(), "one line, not Py4J's traceback"
     assert batch_files(tmp, "offsets") == {0} and batch_files(tmp, "commits") == set()
     open_tx = output_ids(settings, "read_uncommitted")
     assert sum(open_tx.values()) == total, "the crashed batch's sends reached the log"
@@ -172,7 +174,8 @@ def test_crashes_before_and_after_the_commit_give_every_event_once(flow, capsys)
 
     # 2. the restart aborts that transaction, replays batch 0, commits it, and crashes before Spark records it
     scorer = start(env, tmp / "after.log", HEARTRISK_TEST_CRASH="after-commit")
-    assert exits(scorer, tmp / "after.log") != 0
+    assert exits(scorer, tmp / "after.log") == 1
+    assert JVM_DIED in (tmp / "after.log").read_text()
     assert batch_files(tmp, "commits") == set(), "Spark did not record the batch"
     committed = [m for m in markers(settings) if m["batch_id"] == 0]
     assert len(committed) == 1 and committed[0]["records"] == total, "but its transaction is committed"
@@ -192,6 +195,9 @@ def test_crashes_before_and_after_the_commit_give_every_event_once(flow, capsys)
     assert sum(uncommitted.values()) == 2 * total, "read_uncommitted sees the aborted batch and the committed one"
     progress = read_progress(tmp / "checkpoints" / "heartrisk-scorer" / "heartrisk-progress.json")
     assert progress is not None and progress["totals"]["delivery"]["skipped"] == 1
+    status = subprocess.run([HEARTRISK, "status"], env=env, capture_output=True, text=True, timeout=120)
+    assert status.returncode == 0, status.stderr[-2000:]
+    assert "0 aborted; 1 replayed batch(es) skipped (committed before a crash)" in status.stdout, status.stdout
     with capsys.disabled():
         print(f"\nexactly-once crashes: {total} events; before the commit: {total} records aborted (seen only "
               f"read_uncommitted); after the commit: batch 0 skipped on replay; read_committed: {len(ids)} "

@@ -6,7 +6,7 @@ import threading
 
 from pyspark.errors import StreamingQueryException
 
-from stream.app.ends import failure_message, query_failure
+from stream.app.ends import failure_message, jvm_death, query_failure
 from stream.app.lifecycle import await_stop_or_end, stop_gracefully
 from stream.config import load_settings
 from stream.errors import BrokerError, HeartriskError, StoppedWhilePaused
@@ -145,3 +145,22 @@ def test_a_deleted_topic_is_named_with_what_to_do():
     assert isinstance(err, BrokerError)
     assert str(err).startswith("the topic risk-predictions does not exist on the broker (deleted?)")
     assert "heartrisk kafka topics" in str(err) and "nothing is lost" in str(err)
+
+
+def test_a_dead_spark_jvm_is_one_line_found_through_the_errors_raised_during_it():
+    from py4j.protocol import Py4JError, Py4JNetworkError
+
+    direct = Py4JNetworkError("Answer from Java side is empty")
+    try:  # Python's own chaining: the dead gateway, then a clean-up call that failed during it
+        try:
+            raise Py4JNetworkError("Error while sending or receiving")
+        except Py4JNetworkError:
+            raise Py4JError("An error occurred while calling o42.stop") from None
+    except Py4JError as exc:
+        chained = exc
+    chained.__context__ = Py4JNetworkError("An error occurred while trying to connect to the Java server")
+    for exc in (direct, chained):
+        (line,) = jvm_death(exc).splitlines()
+        assert line.startswith("the Spark JVM under this command died") and "nothing is lost" in line
+    assert jvm_death(Py4JError("An error occurred while calling o1.count")) is None
+    assert jvm_death(ValueError("bad value")) is None

@@ -56,6 +56,7 @@ def gather(settings: Settings, spark: Any = None, now: float | None = None) -> d
         "totals": {k: p.get("totals", {}).get(k, 0) for k in ("batches", "input_rows", "predictions")},
         "dead_letters_by_code": {c: n for c, n in sorted(p.get("totals", {}).get("dead_letters", {}).items()) if n},
         "registry_pause": p.get("registry_pause"),
+        "delivery": p.get("totals", {}).get("delivery") or None,  # exactly-once: its transactions' outcomes
     }
     if p.get("batch_id") is not None:
         at = float(p.get("last_progress_at") or 0)
@@ -123,6 +124,10 @@ def render(st: dict[str, Any]) -> str:
         lines.append(f"  lag: unknown ({st['broker_error']})")
     else:
         lines.append("  lag: no checkpoint yet")
+    tx = st.get("delivery")
+    if tx:
+        lines.append(f"  exactly-once transactions: {tx.get('committed', 0):,} committed, {tx.get('aborted', 0):,} "
+                     f"aborted; {tx.get('skipped', 0):,} replayed batch(es) skipped (committed before a crash)")
     dl = st["dead_letters_by_code"]
     lines.append("  dead letters: " + (", ".join(f"{c} {n:,}" for c, n in dl.items()) if dl else "none"))
     pause = st["registry_pause"]

@@ -97,6 +97,19 @@ def test_running_means_an_active_state_and_a_live_process():
     })
     assert "not running (last state: terminated)" in text and "#4, 1,200 rows" in text and "1m 15s ago" in text
     assert "lag: 30 (p0 10, p1 20)" in text and "NOT_JSON 10" in text
+    assert "exactly-once" not in text, "at-least-once: no transactions to show"
+
+
+def test_status_shows_exactly_once_transactions_and_skipped_batches():
+    st = {"query_name": "q", "running": False, "state": "terminated", "pid": None, "uptime_seconds": None,
+          "model_version": "1.0.0", "topics": {"input": "i", "output": "o", "dead_letters": "d"},
+          "last_batch": None, "events_per_second": 0.0,
+          "totals": {"batches": 1300, "input_rows": 9000, "predictions": 8900}, "lag": None, "committed": None,
+          "dead_letters_by_code": {}, "registry_pause": None,
+          "delivery": {"committed": 1299, "aborted": 2, "skipped": 1}}
+    line = next(ln for ln in render(st).splitlines() if "exactly-once" in ln)
+    assert line.strip() == ("exactly-once transactions: 1,299 committed, 2 aborted; "
+                            "1 replayed batch(es) skipped (committed before a crash)")
 
 
 def test_replay_filters_all_must_hold():

@@ -152,8 +152,12 @@ def test_avro_in_avro_out_with_every_avro_error_reconciles_and_the_query_keeps_r
     assert all(r["value_sha256"] for r in letters if r["error_code"] != "TOMBSTONE")
 
 
-def test_schema_v2_mid_stream_is_scored_without_a_process_restart_or_a_duplicate(spark, model, settings_for):
-    s = settings_for()
+@pytest.mark.parametrize("delivery", ["at-least-once", "exactly-once"])
+def test_schema_v2_mid_stream_is_scored_without_a_process_restart_or_a_duplicate(
+        spark, model, settings_for, make_topics, delivery):
+    # exactly-once: a new schema id fails the batch inside the transactional sink, which aborts it;
+    # the re-planned query writes the batch again in a new transaction
+    s = settings_for(delivery=delivery, commit_topic=make_topics("commits", partitions=1)[0])
     query = start_scorer(spark, s, model)
     query_id = query.id
     try:
@@ -181,6 +185,11 @@ def test_schema_v2_mid_stream_is_scored_without_a_process_restart_or_a_duplicate
     assert len(got) == 10_000 and max(got.values()) == 1
     assert {json.loads(m.value())["patient_id"] for m in preds} == sent
     assert consume_count(s, s.dlq_topic) == 0
+    if delivery == "exactly-once":
+        progress = read_progress(s.progress_path)
+        assert progress is not None
+        tx = progress["totals"]["delivery"]
+        assert tx["aborted"] == 2 and tx["committed"] >= 2 and tx.get("skipped", 0) == 0, tx
 
 
 def consume_count(s, topic: str) -> int:

@@ -80,7 +80,10 @@ def _json(text: str) -> bool:
 
 
 def _json_object(text: str) -> bool:
-    return _json(text) and isinstance(json.loads(text), dict)
+    try:
+        return isinstance(json.loads(text), dict)
+    except json.JSONDecodeError:
+        return False
 
 
 def kafka_cluster_id(settings: Settings) -> str | None:
